@@ -1,0 +1,120 @@
+"""Load settings from defaults, a TOML file and the environment, reporting every error at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from redis_maint.errors import ConfigError
+from redis_maint.redact import redact
+
+ENV_PREFIX = "REDIS_MAINT_"
+CONFIG_ENV = "REDIS_MAINT_CONFIG"
+SHIPPED_CONFIG = Path(__file__).with_name("redis-maint.toml")
+# Read by the CLI itself, not part of the schema.
+_NOT_SETTINGS = {CONFIG_ENV}
+
+
+def load_settings(config_path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None):
+    """Settings from `--config PATH`, else $REDIS_MAINT_CONFIG, else the shipped file; then env."""
+    from config.schema import Settings
+
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    sources: dict[tuple[str, ...], str] = {}
+    path, required = _config_file(config_path, environ)
+    if path is not None:
+        _merge(data, sources, _read_toml(path, required), f"file {path}")
+    for key, (value, origin) in _env_settings(environ).items():
+        _merge(data, sources, _nest(key, value), origin)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_describe(err, sources) for err in exc.errors()]) from None
+
+
+def _config_file(explicit, environ) -> tuple[Path | None, bool]:
+    if explicit:
+        return Path(explicit), True
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV]), True
+    return (SHIPPED_CONFIG if SHIPPED_CONFIG.exists() else None), False
+
+
+def _read_toml(path: Path, required: bool) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        if required:
+            raise ConfigError([f"config file {path} does not exist; fix --config or {CONFIG_ENV}"]) from None
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"config file {path} is not valid TOML: {exc}"]) from None
+    except OSError as exc:
+        raise ConfigError([f"config file {path} cannot be read: {exc.strerror}"]) from None
+
+
+def _env_settings(environ: Mapping[str, str]) -> dict[tuple[str, ...], tuple[Any, str]]:
+    found = {}
+    for name, raw in environ.items():
+        if not name.upper().startswith(ENV_PREFIX) or name.upper() in _NOT_SETTINGS:
+            continue
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        found[path] = (_env_value(raw), f"env {name}")
+    return found
+
+
+def _env_value(raw: str) -> Any:
+    # Lists and tables can be given as JSON; everything else stays a string for pydantic to coerce.
+    if raw.strip().startswith(("[", "{")):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+def _nest(path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    out: Any = value
+    for part in reversed(path):
+        out = {part: out}
+    return out
+
+
+def _merge(into: dict, sources: dict, new: Mapping, origin: str, prefix: tuple[str, ...] = ()) -> None:
+    for key, value in new.items():
+        path = (*prefix, key)
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], sources, value, origin, path)
+        else:
+            into[key] = dict(value) if isinstance(value, Mapping) else value
+            _record_sources(sources, path, value, origin)
+
+
+def _record_sources(sources: dict, path: tuple[str, ...], value: Any, origin: str) -> None:
+    sources[path] = origin
+    if isinstance(value, Mapping):
+        for key, sub in value.items():
+            _record_sources(sources, (*path, key), sub, origin)
+
+
+def _describe(err: dict[str, Any], sources: dict[tuple[str, ...], str]) -> str:
+    loc = tuple(str(part) for part in err["loc"])
+    field = ".".join(loc) or "(top level)"
+    origin = "default"
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in sources:
+            origin = sources[loc[:n]]
+            break
+    if err["type"] == "extra_forbidden":
+        return f"{field}: unknown setting (from {origin}); check the spelling against `redis-maint config sample`"
+    message = err["msg"].removeprefix("Value error, ")
+    value = redact(repr(err.get("input")))
+    return f"{field}: {message} (got {value}, from {origin})"

@@ -1,0 +1,134 @@
+"""The one settings schema. Every field has a default and a description.
+
+Sources, weakest first: these defaults, a TOML file, then REDIS_MAINT_* environment
+variables (nested with `__`, e.g. REDIS_MAINT_JOBS__BACKUP__SCHEDULE). S3 credentials,
+region and endpoint are not settings: boto3 reads them from the standard AWS sources.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, create_model, field_validator
+
+from config.types import Duration, Section
+from jobs import REGISTRY
+
+
+class HttpSettings(Section):
+    port: int = Field(default=9187, ge=0, le=65535, description="metrics/health port; 0 turns it off")
+    bind: str = Field(default="127.0.0.1", description="address the HTTP endpoint binds to")
+
+
+class LockSettings(Section):
+    lease_ttl: Duration = Field(
+        default=timedelta(seconds=60),
+        description="a job's lease lapses this long after its holder's last heartbeat",
+    )
+
+
+class DaemonSettings(Section):
+    drain_grace: Duration = Field(
+        default=timedelta(seconds=25),
+        description="on SIGTERM, how long running jobs may take to finish before they are marked interrupted",
+    )
+    catch_up: bool = Field(
+        default=True, description="on start, run a job whose last success is older than its period"
+    )
+
+
+def _job_field_name(job_name: str) -> str:
+    return job_name.replace("-", "_")
+
+
+JobsSettings = create_model(
+    "JobsSettings",
+    __base__=Section,
+    **{
+        _job_field_name(name): (job.settings_model, Field(default_factory=job.settings_model, description=job.description))
+        for name, job in REGISTRY.items()
+    },
+)
+
+
+class Settings(Section):
+    redis_url: str = Field(
+        default="redis://localhost:6379/0",
+        description="the maintained Redis; password and rediss:// TLS come through the URL",
+    )
+    redis_timeout: Duration = Field(
+        default=timedelta(seconds=5), description="connect and command timeout for Redis"
+    )
+    data_dir: str = Field(
+        default="/data",
+        description="where this process sees Redis's data directory (dump.rdb, appendonlydir/)",
+    )
+    history_url: str = Field(
+        default="sqlite:///var/redis-maint.db",
+        description="SQLAlchemy URL of the job history (SQLite by default, PostgreSQL for several sidecars)",
+    )
+    backup_target: str = Field(
+        default="./var/backups", description="s3://bucket/prefix, or a local directory"
+    )
+    check_image: str = Field(
+        default="redis:7-alpine", description="image for throwaway redis-check-aof/rdb containers"
+    )
+    timezone: str = Field(default="UTC", description="timezone of cron schedules")
+    instance: str = Field(
+        default="default", description="name of the maintained Redis in backup keys and metrics"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="log level"
+    )
+    http: HttpSettings = Field(default_factory=HttpSettings, description="metrics and health endpoint")
+    lock: LockSettings = Field(default_factory=LockSettings, description="per-job leases")
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings, description="the scheduler process")
+    jobs: JobsSettings = Field(default_factory=JobsSettings, description="per-job settings")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not a known IANA timezone (e.g. UTC, Europe/London)") from None
+        return value
+
+    @field_validator("history_url")
+    @classmethod
+    def _sqlalchemy_url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(value)
+        except ArgumentError:
+            raise ValueError("not a SQLAlchemy URL (e.g. sqlite:////var/lib/redis-maint/history.db)") from None
+        return value
+
+    @field_validator("backup_target")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        if "://" in value and not value.startswith("s3://"):
+            raise ValueError("use s3://bucket/prefix or a local directory path")
+        if value.startswith("s3://"):
+            bucket = value[5:].split("/", 1)[0]
+            if not (3 <= len(bucket) <= 63) or bucket != bucket.lower():
+                raise ValueError("the bucket name must be 3-63 lowercase characters")
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def job(self, name: str) -> Any:
+        return getattr(self.jobs, _job_field_name(name))

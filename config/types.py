@@ -1,0 +1,46 @@
+"""Field types shared by the settings schema and the jobs' own settings models."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+
+from redis_maint.durations import format_duration, parse_duration
+from redis_maint.schedules import Schedule, parse_schedule
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+
+ScheduleField = Annotated[
+    Schedule,
+    BeforeValidator(parse_schedule),
+    PlainSerializer(str, return_type=str),
+]
+
+
+def schedule_default(default: str):
+    """The `schedule` field of a job's settings, with that job's default."""
+    return Field(
+        default=default,
+        description="5-field cron expression, `every <duration>` (e.g. `every 30s`), or `off`",
+    )
+
+
+class Section(BaseModel):
+    """A settings block: unknown keys are errors, every field has a default and a description."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
+
+
+class JobSettings(Section):
+    """Settings every job has. A job's own model subclasses this and sets its default schedule."""
+
+    schedule: ScheduleField = schedule_default("off")
+    timeout: Duration = Field(
+        default=timedelta(minutes=30), description="the run fails once it has run this long"
+    )

@@ -1,0 +1,94 @@
+"""The shape every job has: a name, a settings model and `run(context) -> summary`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from config.types import JobSettings
+from redis_maint.errors import JobCancelledError, JobTimeoutError
+from redis_maint.timeutil import utcnow
+
+if TYPE_CHECKING:
+    import redis
+
+    from config.schema import Settings
+    from redis_maint.history import HistoryStore
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    description: str
+    settings_model: type[JobSettings]
+    run: Callable[[JobContext], dict[str, Any]]
+
+
+class Progress:
+    """What a long job reports as it goes; the CLI may draw it, the daemon ignores it."""
+
+    def start(self, total: int | None, label: str) -> None: ...
+
+    def advance(self, n: int = 1) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+@dataclass
+class JobContext:
+    """Everything a run may use. Jobs reach infrastructure only through this and its modules."""
+
+    job: Job
+    settings: Settings
+    store: HistoryStore
+    run_id: int
+    trigger: str
+    requested_by: str | None
+    dry_run: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+    started_at: datetime = field(default_factory=utcnow)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    progress: Progress = field(default_factory=Progress)
+    _redis: Any = None
+
+    @property
+    def job_settings(self) -> Any:
+        return self.settings.job(self.job.name)
+
+    @property
+    def log(self) -> logging.Logger:
+        return logging.getLogger(f"jobs.{self.job.name}")
+
+    @property
+    def deadline(self) -> datetime:
+        return self.started_at + self.job_settings.timeout
+
+    def remaining(self) -> timedelta:
+        return self.deadline - utcnow()
+
+    def checkpoint(self) -> None:
+        """Raise if the daemon is stopping or the run is past its timeout. Call it often."""
+        if self.cancel.is_set():
+            raise JobCancelledError(f"{self.job.name}: stopped because the daemon is shutting down")
+        if utcnow() >= self.deadline:
+            raise JobTimeoutError(
+                f"{self.job.name}: timed out after {self.job_settings.timeout}; "
+                f"raise jobs.{self.job.name.replace('-', '_')}.timeout if this is expected"
+            )
+
+    def redis(self) -> redis.Redis:
+        """A connection to the maintained Redis, made on first use and checked with PING."""
+        if self._redis is None:
+            from redis_maint.redis_conn import connect
+
+            self._redis = connect(self.settings.redis_url, self.settings.redis_timeout)
+        return self._redis
+
+    def close(self) -> None:
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None

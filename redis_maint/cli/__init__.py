@@ -1,0 +1,102 @@
+"""The operator and auditor CLI. Subcommands live one per module and load lazily, so --help is fast."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from redis_maint.errors import MaintenanceError
+
+# name -> "module:attribute"; add a subcommand by adding a line.
+COMMANDS = {
+    "run": "redis_maint.cli.run_cmd:run",
+    "jobs": "redis_maint.cli.jobs_cmd:jobs",
+    "history": "redis_maint.cli.history_cmd:history",
+    "doctor": "redis_maint.cli.doctor_cmd:doctor",
+    "daemon": "redis_maint.cli.daemon_cmd:daemon",
+    "config": "redis_maint.cli.config_cmd:config",
+}
+
+
+class FailedCommand(click.ClickException):
+    """A MaintenanceError on its way out: message on stderr, the error's own exit code."""
+
+    def __init__(self, error: MaintenanceError):
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"redis-maint: {self.format_message()}", err=True)
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MaintenanceError as exc:
+            raise FailedCommand(exc) from None
+
+
+@dataclass
+class App:
+    """Shared CLI state: settings load once, on first use, so --help never reads config."""
+
+    config_path: str | None = None
+    log_format: str = "json"
+    _settings: Any = field(default=None, repr=False)
+
+    def settings(self) -> Any:
+        if self._settings is None:
+            from config import load_settings
+            from redis_maint.logs import setup_logging
+
+            self._settings = load_settings(self.config_path)
+            setup_logging(self.log_format, self._settings.log_level)
+        return self._settings
+
+    def store(self):
+        from redis_maint.history import HistoryStore
+
+        return HistoryStore(self.settings().history_url)
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", metavar="PATH", help="TOML settings file (else $REDIS_MAINT_CONFIG).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["json", "text"]),
+    default="json",
+    show_default=True,
+    help="Logs on stderr: JSON lines, or text for people.",
+)
+@click.version_option(package_name="redis-maint")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, log_format: str) -> None:
+    """redis-maint: maintenance sidecar for a Redis 7 session store.
+
+    Exit codes: 0 ok, 1 job failed, 2 usage or config error, 75 skipped (another run holds the lock).
+    """
+    from redis_maint.logs import setup_logging
+
+    setup_logging(log_format)
+    ctx.obj = App(config_path=config_path, log_format=log_format)
+
+
+def main() -> None:
+    sys.exit(cli.main(prog_name="redis-maint"))

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import click
+
+from redis_maint.cli import App, pass_app
+from redis_maint.cli.output import emit_json
+
+
+@click.group()
+def config() -> None:
+    """Inspect settings."""
+
+
+@config.command()
+def sample() -> None:
+    """Print every setting with its default and description, as TOML."""
+    from config.sample import render_sample
+
+    click.echo(render_sample(), nl=False)
+
+
+@config.command()
+@pass_app
+def show(app: App) -> None:
+    """Print the effective settings as JSON (the Redis password masked)."""
+    from redis_maint.redact import redact_url
+
+    data = app.settings().model_dump(mode="json")
+    data["redis_url"] = redact_url(data["redis_url"])
+    data["history_url"] = redact_url(data["history_url"])
+    emit_json(data)

@@ -1,0 +1,68 @@
+"""What the CLI prints: `--json` to stdout as a stable contract, tables for people."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from jobs.base import Progress
+
+
+def emit_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, show_lines=False)
+    for col in columns:
+        t.add_column(col, overflow="fold")
+    for row in rows:
+        t.add_row(*("" if v is None else str(v) for v in row))
+    Console(file=sys.stdout, width=max(120, Console().width)).print(t)
+
+
+def describe_run(run: Any) -> None:
+    """A run for people: one status line, the error, then the summary's top-level figures."""
+    took = ""
+    if run.finished_at and run.started_at:
+        took = f" in {(run.finished_at - run.started_at).total_seconds():.2f}s"
+    click.echo(f"run {run.id}: {run.job} {run.status}{took} ({run.trigger}, by {run.requested_by})")
+    if run.error:
+        click.echo(f"error: {run.error}")
+    for key, value in (run.summary or {}).items():
+        text = value if isinstance(value, str | int | float) or value is None else json.dumps(value, default=str)
+        click.echo(f"  {key}: {text}")
+
+
+class BarProgress(Progress):
+    """A rich progress bar on stderr, only when stderr is a terminal."""
+
+    def __init__(self) -> None:
+        self._bar = None
+        self._task = None
+
+    def start(self, total: int | None, label: str) -> None:
+        from rich.progress import Progress as RichProgress
+
+        self._bar = RichProgress(transient=True)
+        self._bar.start()
+        self._task = self._bar.add_task(label, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, n)
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def progress_for(as_json: bool) -> Progress:
+    return BarProgress() if not as_json and sys.stderr.isatty() else Progress()

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import click
+
+from redis_maint.cli import App, pass_app
+from redis_maint.cli.output import describe_run, emit_json, progress_for
+
+
+def run_and_report(app: App, job: str, as_json: bool, **kwargs) -> None:
+    """Run a job through the one run path, print the row, exit with the run's code."""
+    from redis_maint import runner
+    from redis_maint.history import Trigger
+
+    requested_by = kwargs.pop("requested_by", None) or runner.default_requester()
+    run = runner.execute(
+        app.settings(),
+        job,
+        trigger=Trigger.MANUAL,
+        requested_by=requested_by,
+        progress=progress_for(as_json),
+        **kwargs,
+    )
+    if as_json:
+        emit_json(run.to_json())
+    else:
+        describe_run(run)
+    raise click.exceptions.Exit(runner.exit_code_for(run))
+
+
+@click.command()
+@click.argument("job")
+@click.option("--dry-run", is_flag=True, help="Report what would be done; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's history row as JSON on stdout.")
+@click.option("--as", "requested_by", metavar="NAME", help="Who asked (default: $USER).")
+@pass_app
+def run(app: App, job: str, dry_run: bool, as_json: bool, requested_by: str | None) -> None:
+    """Run JOB now, in this process, through the same path as the daemon.
+
+    Exit 0 on success, 1 on failure, 75 when another run holds the job's lock.
+    """
+    run_and_report(app, job, as_json, dry_run=dry_run, requested_by=requested_by)

@@ -1,0 +1,170 @@
+"""The daemon: APScheduler 3.x wired to the run path, with catch-up and a bounded drain.
+
+APScheduler's defaults drop a run that starts 1 s late, swallow job exceptions and never
+time out on shutdown; each of those is set or handled here (DESIGN.md, APScheduler).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+from jobs import REGISTRY
+from redis_maint import runner
+from redis_maint.history import HistoryStore, RunStatus, Trigger
+from redis_maint.timeutil import utcnow
+
+log = logging.getLogger("redis_maint.daemon")
+
+MISFIRE_GRACE_S = 3600
+
+
+class Daemon:
+    def __init__(self, settings: Any):
+        self.settings = settings
+        self.store = HistoryStore(settings.history_url)
+        self.stopping = threading.Event()
+        self.started_at: datetime | None = None
+        self.scheduler = None
+
+    # -- wiring -------------------------------------------------------------------------
+    def build_scheduler(self):
+        from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.jobstores.memory import MemoryJobStore
+        from apscheduler.schedulers.blocking import BlockingScheduler
+
+        scheduler = BlockingScheduler(
+            jobstores={"default": MemoryJobStore()},
+            executors={"default": ThreadPoolExecutor(max_workers=len(REGISTRY) * 2 + 1)},
+            job_defaults={"misfire_grace_time": MISFIRE_GRACE_S, "coalesce": True, "max_instances": 1},
+            timezone=self.settings.tz,
+        )
+        for name in REGISTRY:
+            trigger = self.settings.job(name).schedule.trigger(self.settings.tz)
+            if trigger is None:
+                continue
+            scheduler.add_job(self._fire, trigger, args=[name, Trigger.SCHEDULED], id=name, name=name)
+        scheduler.add_listener(self._on_missed, EVENT_JOB_MISSED)
+        scheduler.add_listener(self._on_max_instances, EVENT_JOB_MAX_INSTANCES)
+        self.scheduler = scheduler
+        return scheduler
+
+    def _fire(self, name: str, trigger: str) -> None:
+        """Every scheduled or catch-up run; never raises into APScheduler."""
+        if self.stopping.is_set():
+            return
+        try:
+            runner.execute(self.settings, name, trigger=trigger, requested_by="daemon", store=self.store, cancel=self.stopping)
+        except Exception:
+            log.exception("run path failed", extra={"job": name})
+
+    def _job_name(self, job_id: str) -> str:
+        return job_id.split(":", 1)[0]
+
+    def _on_missed(self, event) -> None:
+        try:
+            name = self._job_name(event.job_id)
+            self.store.record(
+                name,
+                Trigger.SCHEDULED,
+                RunStatus.MISSED,
+                requested_by="daemon",
+                started_at=event.scheduled_run_time,
+                error=f"scheduled for {event.scheduled_run_time.isoformat()} but not started within the misfire grace",
+            )
+        except Exception:  # listeners must never raise: APScheduler swallows it
+            log.exception("could not record a missed run")
+
+    def _on_max_instances(self, event) -> None:
+        try:
+            name = self._job_name(event.job_id)
+            times = ", ".join(t.isoformat() for t in event.scheduled_run_times)
+            self.store.record(
+                name,
+                Trigger.SCHEDULED,
+                RunStatus.SKIPPED,
+                requested_by="daemon",
+                error=f"run due at {times} skipped: the previous run of {name!r} is still running",
+            )
+        except Exception:
+            log.exception("could not record a skipped run")
+
+    # -- start-up -----------------------------------------------------------------------
+    def reap(self) -> None:
+        for name in REGISTRY:
+            runner.reap_interrupted(self.store, name)
+
+    def catch_up(self) -> list[str]:
+        """Jobs whose last success is older than their period (or that never succeeded) run now."""
+        due = []
+        now = utcnow()
+        tz = self.settings.tz
+        for name in REGISTRY:
+            schedule = self.settings.job(name).schedule
+            if schedule.kind == "off":
+                continue
+            last_ok = self.store.last(name, status=RunStatus.SUCCEEDED)
+            nxt = schedule.next_after(now, tz)
+            period = schedule.next_after(nxt, tz) - nxt
+            if last_ok is not None and now - last_ok.started_at <= period:
+                continue
+            previous = schedule.previous_at_or_before(now, tz)
+            last_any = self.store.last(name)
+            if previous and last_ok and (last_any is None or last_any.started_at < previous):
+                self.store.record(
+                    name,
+                    Trigger.SCHEDULED,
+                    RunStatus.MISSED,
+                    requested_by="daemon",
+                    started_at=previous,
+                    error="the daemon was not running at this scheduled time; catching up now",
+                )
+            due.append(name)
+        return due
+
+    # -- run ----------------------------------------------------------------------------
+    def run(self) -> int:
+        self.started_at = utcnow()
+        self.reap()
+        scheduler = self.build_scheduler()
+        if self.settings.daemon.catch_up:
+            for name in self.catch_up():
+                scheduler.add_job(
+                    self._fire, "date", run_date=utcnow(), args=[name, Trigger.CATCH_UP], id=f"{name}:catch-up"
+                )
+        self._install_signal_handlers()
+        schedules = {name: str(self.settings.job(name).schedule) for name in REGISTRY}
+        log.info("daemon started", extra={"pid": os.getpid(), "schedules": schedules})
+        scheduler.start()  # blocks until shutdown()
+        return self.drain()
+
+    def _install_signal_handlers(self) -> None:
+        def handler(signum, _frame):
+            log.info("stop requested", extra={"signal": signal.Signals(signum).name})
+            self.stopping.set()
+            # shutdown() from a signal handler only sets flags; it must not wait here.
+            self.scheduler.shutdown(wait=False)
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def drain(self) -> int:
+        """Let running jobs finish within the grace period, then mark the rest interrupted."""
+        deadline = time.monotonic() + self.settings.daemon.drain_grace.total_seconds()
+        while runner.active_runs() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        leftovers = runner.active_runs()
+        if leftovers:
+            ids = [ctx.run_id for ctx in leftovers]
+            self.store.mark_interrupted(ids, "the daemon stopped before this run finished (drain grace exceeded)")
+            log.warning("runs interrupted at shutdown", extra={"runs": ids})
+            logging.shutdown()
+            os._exit(0)  # worker threads cannot be killed; their leases lapse
+        log.info("daemon stopped")
+        return 0

@@ -1,0 +1,149 @@
+"""SQLAlchemy engine and schema for the history store (runs, leases, catalog).
+
+SQLite is the default: WAL lets readers run beside one writer, busy_timeout makes writers
+queue instead of failing, and every transaction starts with BEGIN IMMEDIATE so that a
+read-then-write transaction never dies with SQLITE_BUSY halfway (a deferred transaction
+cannot wait for the write lock it upgrades to).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, event
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.types import TypeDecorator
+
+from redis_maint.errors import HistoryError
+from redis_maint.redact import redact_url
+from redis_maint.timeutil import as_utc
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores naive UTC, returns aware UTC, on every backend."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect):
+        return None if value is None else as_utc(value).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect):
+        return None if value is None else as_utc(value)
+
+
+metadata = MetaData()
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job", String(64), nullable=False, index=True),
+    Column("trigger", String(16), nullable=False),
+    Column("requested_by", String(128)),
+    Column("host", String(255)),
+    Column("pid", Integer),
+    Column("started_at", UTCDateTime, nullable=False, index=True),
+    Column("finished_at", UTCDateTime),
+    Column("status", String(16), nullable=False, index=True),
+    Column("summary", JSON),
+    Column("error", Text),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("job", String(64), primary_key=True),
+    Column("owner_host", String(255), nullable=False),
+    Column("owner_pid", Integer, nullable=False),
+    Column("owner_token", String(64), nullable=False),
+    Column("run_id", Integer),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def engine_for(url: str) -> Engine:
+    """One engine per URL per process, with the schema created or upgraded."""
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _create(url)
+            ensure_schema(engine)
+            _engines[url] = engine
+        return engine
+
+
+def dispose_all() -> None:
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+def _create(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise HistoryError(
+            f"history_url is not a SQLAlchemy URL (got {redact_url(url)!r}): {exc}. "
+            "Try: sqlite:////var/lib/redis-maint/history.db"
+        ) from None
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, future=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None  # let us emit BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Create missing tables, then add missing columns: upgrades are additive and automatic."""
+    for attempt in range(5):
+        try:
+            metadata.create_all(engine, checkfirst=True)
+            _add_missing_columns(engine)
+            return
+        except OperationalError as exc:
+            # Two processes creating the schema at once: the loser sees "already exists".
+            if "already exists" not in str(exc) and "duplicate column" not in str(exc) or attempt == 4:
+                raise HistoryError(
+                    f"cannot create the history schema at {redact_url(str(engine.url))}: {exc.orig}"
+                ) from None
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    inspector = sa_inspect(engine)
+    for table in metadata.sorted_tables:
+        present = {col["name"] for col in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            ddl_type = column.type.compile(dialect=engine.dialect)
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {ddl_type}')

@@ -1,0 +1,211 @@
+"""The job history: one row per run, scheduled or ad hoc."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from redis_maint import db
+from redis_maint.errors import HistoryError
+from redis_maint.redact import redact, redact_url
+from redis_maint.timeutil import isoformat, utcnow
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"
+    MISSED = "missed"
+
+
+class Trigger(StrEnum):
+    SCHEDULED = "scheduled"
+    MANUAL = "manual"
+    CATCH_UP = "catch-up"
+
+
+@dataclass(frozen=True)
+class Run:
+    id: int
+    job: str
+    trigger: str
+    requested_by: str | None
+    host: str | None
+    pid: int | None
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    summary: dict[str, Any] | None
+    error: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented `--json` shape of a run (README: JSON output)."""
+        return {
+            "id": self.id,
+            "job": self.job,
+            "trigger": self.trigger,
+            "requested_by": self.requested_by,
+            "host": self.host,
+            "pid": self.pid,
+            "started_at": isoformat(self.started_at),
+            "finished_at": isoformat(self.finished_at),
+            "status": self.status,
+            "summary": self.summary,
+            "error": self.error,
+        }
+
+
+def _guard(action: str):
+    """Turn database errors into HistoryError naming what we were doing."""
+
+    class _Guard:
+        def __init__(self, store: HistoryStore):
+            self.store = store
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, exc_type, exc, tb):
+            if exc is not None and isinstance(exc, SQLAlchemyError):
+                raise HistoryError(
+                    f"history store {self.store.safe_url}: could not {action}: {redact(str(exc))}"
+                ) from None
+            return False
+
+    return _Guard
+
+
+class HistoryStore:
+    """Reads and writes runs. Safe to share between threads; several processes may use one file."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.safe_url = redact_url(url)
+        try:
+            self.engine = db.engine_for(url)
+        except SQLAlchemyError as exc:
+            raise HistoryError(f"cannot open history store {self.safe_url}: {redact(str(exc))}") from None
+
+    def start_run(self, job: str, trigger: str, requested_by: str | None) -> int:
+        with _guard("record the start of a run")(self), self.engine.begin() as conn:
+            result = conn.execute(
+                db.runs.insert().values(
+                    job=job,
+                    trigger=trigger,
+                    requested_by=requested_by,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    started_at=utcnow(),
+                    status=RunStatus.RUNNING,
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def finish_run(
+        self, run_id: int, status: RunStatus, summary: dict[str, Any] | None, error: str | None
+    ) -> None:
+        with _guard("record the outcome of a run")(self), self.engine.begin() as conn:
+            conn.execute(
+                update(db.runs)
+                .where(db.runs.c.id == run_id)
+                .values(
+                    status=status,
+                    finished_at=utcnow(),
+                    summary=summary,
+                    error=None if error is None else redact(error),
+                )
+            )
+
+    def record(
+        self,
+        job: str,
+        trigger: str,
+        status: RunStatus,
+        *,
+        requested_by: str | None = None,
+        error: str | None = None,
+        summary: dict[str, Any] | None = None,
+        started_at: datetime | None = None,
+    ) -> int:
+        """A run that never ran: skipped or missed."""
+        now = utcnow()
+        with _guard(f"record a {status} run")(self), self.engine.begin() as conn:
+            result = conn.execute(
+                db.runs.insert().values(
+                    job=job,
+                    trigger=trigger,
+                    requested_by=requested_by,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    started_at=started_at or now,
+                    finished_at=now,
+                    status=status,
+                    summary=summary,
+                    error=None if error is None else redact(error),
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def get(self, run_id: int) -> Run | None:
+        with _guard("read a run")(self), self.engine.connect() as conn:
+            row = conn.execute(select(db.runs).where(db.runs.c.id == run_id)).mappings().first()
+        return None if row is None else Run(**row)
+
+    def list(
+        self,
+        job: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Run]:
+        """Newest first."""
+        query = select(db.runs).order_by(db.runs.c.started_at.desc(), db.runs.c.id.desc())
+        if job:
+            query = query.where(db.runs.c.job == job)
+        if status:
+            query = query.where(db.runs.c.status == status)
+        if since:
+            query = query.where(db.runs.c.started_at >= since)
+        if limit:
+            query = query.limit(limit)
+        with _guard("list runs")(self), self.engine.connect() as conn:
+            return [Run(**row) for row in conn.execute(query).mappings()]
+
+    def last(self, job: str, status: str | None = None) -> Run | None:
+        runs = self.list(job=job, status=status, limit=1)
+        return runs[0] if runs else None
+
+    def running(self, job: str | None = None) -> list[Run]:
+        return self.list(job=job, status=RunStatus.RUNNING)
+
+    def mark_interrupted(self, run_ids: list[int], reason: str) -> int:
+        if not run_ids:
+            return 0
+        with _guard("mark runs interrupted")(self), self.engine.begin() as conn:
+            result = conn.execute(
+                update(db.runs)
+                .where(db.runs.c.id.in_(run_ids), db.runs.c.status == RunStatus.RUNNING)
+                .values(status=RunStatus.INTERRUPTED, finished_at=utcnow(), error=reason)
+            )
+            return result.rowcount
+
+    def counts_by_status(self, job: str) -> dict[str, int]:
+        query = (
+            select(db.runs.c.status, func.count()).where(db.runs.c.job == job).group_by(db.runs.c.status)
+        )
+        with _guard("count runs")(self), self.engine.connect() as conn:
+            return {status: n for status, n in conn.execute(query)}
+
+    def check_writable(self) -> None:
+        """A write that changes nothing, to prove the store accepts writes."""
+        with _guard("write")(self), self.engine.begin() as conn:
+            conn.execute(update(db.runs).where(db.runs.c.id == -1).values(status="running"))
