@@ -47,7 +47,10 @@ JobsSettings = create_model(
     "JobsSettings",
     __base__=Section,
     **{
-        _job_field_name(name): (job.settings_model, Field(default_factory=job.settings_model, description=job.description))
+        _job_field_name(name): (
+            job.settings_model,
+            Field(default_factory=job.settings_model, description=job.description),
+        )
         for name, job in REGISTRY.items()
     },
 )
@@ -79,9 +82,7 @@ class Settings(Section):
     instance: str = Field(
         default="default", description="name of the maintained Redis in backup keys and metrics"
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        default="INFO", description="log level"
-    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="log level")
     http: HttpSettings = Field(default_factory=HttpSettings, description="metrics and health endpoint")
     lock: LockSettings = Field(default_factory=LockSettings, description="per-job leases")
     daemon: DaemonSettings = Field(default_factory=DaemonSettings, description="the scheduler process")
@@ -112,7 +113,9 @@ class Settings(Section):
         try:
             make_url(value)
         except ArgumentError:
-            raise ValueError("not a SQLAlchemy URL (e.g. sqlite:////var/lib/redis-maint/history.db)") from None
+            raise ValueError(
+                "not a SQLAlchemy URL (e.g. sqlite:////var/lib/redis-maint/history.db)"
+            ) from None
         return value
 
     @field_validator("backup_target")

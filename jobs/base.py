@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from config.types import JobSettings
 from redis_maint.errors import JobCancelledError, JobTimeoutError
+from redis_maint.progress import Progress
 from redis_maint.timeutil import utcnow
 
 if TYPE_CHECKING:
@@ -26,16 +27,6 @@ class Job:
     description: str
     settings_model: type[JobSettings]
     run: Callable[[JobContext], dict[str, Any]]
-
-
-class Progress:
-    """What a long job reports as it goes; the CLI may draw it, the daemon ignores it."""
-
-    def start(self, total: int | None, label: str) -> None: ...
-
-    def advance(self, n: int = 1) -> None: ...
-
-    def finish(self) -> None: ...
 
 
 @dataclass

@@ -7,8 +7,8 @@ crossed make the summary's level `warning` or `critical`, with the reasons.
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from pydantic import Field
@@ -23,7 +23,9 @@ PING_SAMPLES = 5
 
 class HealthSettings(JobSettings):
     schedule: ScheduleField = schedule_default("* * * * *")
-    timeout: Duration = Field(default=timedelta(seconds=30), description="the run fails once it has run this long")
+    timeout: Duration = Field(
+        default=timedelta(seconds=30), description="the run fails once it has run this long"
+    )
     ping_warning_ms: float = Field(default=5, description="PING latency warning threshold (ms)")
     ping_critical_ms: float = Field(default=20, description="PING latency critical threshold (ms)")
     memory_warning: float = Field(default=0.70, description="used_memory/maxmemory warning ratio")
@@ -103,7 +105,9 @@ def collect_figures(info: dict[str, Any], latency_ms: float) -> dict[str, Any]:
             "hits": hits,
             "misses": misses,
             "hit_ratio": round(hits / (hits + misses), 4) if hits + misses else None,
-            "keys": sum(int(v.get("keys", 0)) for k, v in info.items() if k.startswith("db") and isinstance(v, dict)),
+            "keys": sum(
+                int(v.get("keys", 0)) for k, v in info.items() if k.startswith("db") and isinstance(v, dict)
+            ),
         },
         "persistence": {
             "aof_enabled": int(info.get("aof_enabled", 0)),

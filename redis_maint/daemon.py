@@ -60,7 +60,14 @@ class Daemon:
         if self.stopping.is_set():
             return
         try:
-            runner.execute(self.settings, name, trigger=trigger, requested_by="daemon", store=self.store, cancel=self.stopping)
+            runner.execute(
+                self.settings,
+                name,
+                trigger=trigger,
+                requested_by="daemon",
+                store=self.store,
+                cancel=self.stopping,
+            )
         except Exception:
             log.exception("run path failed", extra={"job": name})
 
@@ -136,7 +143,11 @@ class Daemon:
         if self.settings.daemon.catch_up:
             for name in self.catch_up():
                 scheduler.add_job(
-                    self._fire, "date", run_date=utcnow(), args=[name, Trigger.CATCH_UP], id=f"{name}:catch-up"
+                    self._fire,
+                    "date",
+                    run_date=utcnow(),
+                    args=[name, Trigger.CATCH_UP],
+                    id=f"{name}:catch-up",
                 )
         self._install_signal_handlers()
         schedules = {name: str(self.settings.job(name).schedule) for name in REGISTRY}
@@ -162,7 +173,9 @@ class Daemon:
         leftovers = runner.active_runs()
         if leftovers:
             ids = [ctx.run_id for ctx in leftovers]
-            self.store.mark_interrupted(ids, "the daemon stopped before this run finished (drain grace exceeded)")
+            self.store.mark_interrupted(
+                ids, "the daemon stopped before this run finished (drain grace exceeded)"
+            )
             log.warning("runs interrupted at shutdown", extra={"runs": ids})
             logging.shutdown()
             os._exit(0)  # worker threads cannot be killed; their leases lapse

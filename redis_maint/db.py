@@ -131,7 +131,7 @@ def ensure_schema(engine: Engine) -> None:
             return
         except OperationalError as exc:
             # Two processes creating the schema at once: the loser sees "already exists".
-            if "already exists" not in str(exc) and "duplicate column" not in str(exc) or attempt == 4:
+            if ("already exists" not in str(exc) and "duplicate column" not in str(exc)) or attempt == 4:
                 raise HistoryError(
                     f"cannot create the history schema at {redact_url(str(engine.url))}: {exc.orig}"
                 ) from None

@@ -199,9 +199,7 @@ class HistoryStore:
             return result.rowcount
 
     def counts_by_status(self, job: str) -> dict[str, int]:
-        query = (
-            select(db.runs.c.status, func.count()).where(db.runs.c.job == job).group_by(db.runs.c.status)
-        )
+        query = select(db.runs.c.status, func.count()).where(db.runs.c.job == job).group_by(db.runs.c.status)
         with _guard("count runs")(self), self.engine.connect() as conn:
             return {status: n for status, n in conn.execute(query)}
 

@@ -7,7 +7,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 # scheme://user:password@host -> scheme://user:***@host (also a password with no user)
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
-_AWS_SECRET = re.compile(r"(?i)(aws_secret_access_key|aws_session_token|secret|password|token)(['\"]?\s*[=:]\s*['\"]?)[^\s'\",}]+")
+_AWS_SECRET = re.compile(
+    r"(?i)(aws_secret_access_key|aws_session_token|secret|password|token)(['\"]?\s*[=:]\s*['\"]?)[^\s'\",}]+"
+)
 _AWS_KEY_ID = re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{12,}\b")
 _QUERY_SIG = re.compile(r"(?i)(X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|Signature)=[^&\s]+")
 

@@ -12,7 +12,15 @@ from typing import Any
 
 from jobs import get_job
 from jobs.base import JobContext, Progress
-from redis_maint.errors import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, JobCancelledError, JobFailedError, LockHeldError, MaintenanceError
+from redis_maint.errors import (
+    EXIT_FAILED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    JobCancelledError,
+    JobFailedError,
+    LockHeldError,
+    MaintenanceError,
+)
 from redis_maint.history import HistoryStore, Run, RunStatus
 from redis_maint.locks import Lease, active_holder
 from redis_maint.redact import redact
@@ -80,7 +88,9 @@ def execute(
         )
         with _active_lock:
             _active[run_id] = ctx
-        log.info("run started", extra={"job": job.name, "run_id": run_id, "trigger": trigger, "dry_run": dry_run})
+        log.info(
+            "run started", extra={"job": job.name, "run_id": run_id, "trigger": trigger, "dry_run": dry_run}
+        )
         status, summary, error = _invoke(ctx)
         store.finish_run(run_id, status, summary, error)
         log.log(

@@ -28,9 +28,8 @@ class Schedule:
     def trigger(self, tz: tzinfo) -> BaseTrigger | None:
         """The APScheduler trigger, or None when the job is off."""
         if self.kind == "cron":
-            from apscheduler.triggers.cron import CronTrigger
 
-            return CronTrigger.from_crontab(self.cron, timezone=tz)
+            return cron_trigger(self.cron, tz)
         if self.kind == "every":
             from apscheduler.triggers.interval import IntervalTrigger
 
@@ -81,10 +80,59 @@ def parse_schedule(value: object) -> Schedule:
             f"not a schedule: {value!r} (use a 5-field cron expression such as '0 3 * * *', "
             "'every 30s', or 'off')"
         )
-    from apscheduler.triggers.cron import CronTrigger
-
     try:
-        CronTrigger.from_crontab(text)
+        cron_trigger(text, None)
     except ValueError as exc:
         raise ValueError(f"not a valid cron expression: {value!r} ({exc})") from None
     return Schedule("cron", cron=text)
+
+
+DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def cron_trigger(expr: str, tz: tzinfo | None):
+    """A CronTrigger with standard crontab semantics.
+
+    APScheduler 3.x's `from_crontab` numbers weekdays from Monday=0 (its docstring admits the
+    mismatch), so `0 3 * * 0` would fire on Mondays. We expand the day-of-week field with
+    crontab numbering (0 and 7 are Sunday) and pass day names instead.
+    """
+    from apscheduler.triggers.cron import CronTrigger
+
+    minute, hour, day, month, dow = expr.split()
+    return CronTrigger(
+        minute=minute, hour=hour, day=day, month=month, day_of_week=crontab_weekdays(dow), timezone=tz
+    )
+
+
+def crontab_weekdays(field: str) -> str:
+    """Crontab day-of-week field -> APScheduler day names ('*' when every day)."""
+    days: set[int] = set()
+    for part in field.lower().split(","):
+        base, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if step < 1:
+            raise ValueError(f"bad step in day-of-week {field!r}")
+        if base == "*":
+            lo, hi = 0, 6
+        elif "-" in base:
+            lo_text, hi_text = base.split("-", 1)
+            lo, hi = _weekday(lo_text, field), _weekday(hi_text, field)
+        else:
+            lo = hi = _weekday(base, field)
+            if step_text:
+                hi = 6
+        if hi < lo:
+            raise ValueError(f"day-of-week range goes backwards in {field!r}")
+        days.update(d % 7 for d in range(lo, hi + 1, step))
+    if len(days) == 7:
+        return "*"
+    return ",".join(DAY_NAMES[d] for d in sorted(days))
+
+
+def _weekday(token: str, field: str) -> int:
+    if token in DAY_NAMES:
+        return DAY_NAMES.index(token)
+    if token.isdigit() and 0 <= int(token) <= 7:
+        return int(token)
+    raise ValueError(f"bad day-of-week {token!r} in {field!r} (use 0-7 or sun-sat)")

@@ -82,7 +82,8 @@ class RedisServer:
         return self
 
     def client(self, **kwargs) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_timeout=10, **kwargs)
+        kwargs.setdefault("socket_timeout", 10)
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, **kwargs)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -77,7 +77,9 @@ pass_app = click.make_pass_decorator(App)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", metavar="PATH", help="TOML settings file (else $REDIS_MAINT_CONFIG).")
+@click.option(
+    "--config", "config_path", metavar="PATH", help="TOML settings file (else $REDIS_MAINT_CONFIG)."
+)
 @click.option(
     "--log-format",
     type=click.Choice(["json", "text"]),

@@ -41,14 +41,37 @@ def history(app: App, job, status, since, limit, as_json, as_csv) -> None:
         table(
             None,
             ["id", "job", "trigger", "by", "started", "status", "error"],
-            [[r["id"], r["job"], r["trigger"], r["requested_by"], r["started_at"], r["status"], (r["error"] or "")[:80]] for r in runs],
+            [
+                [
+                    r["id"],
+                    r["job"],
+                    r["trigger"],
+                    r["requested_by"],
+                    r["started_at"],
+                    r["status"],
+                    (r["error"] or "")[:80],
+                ]
+                for r in runs
+            ],
         )
 
 
 def _write_csv(runs: list[dict]) -> None:
     import json
 
-    fields = ["id", "job", "trigger", "requested_by", "host", "pid", "started_at", "finished_at", "status", "error", "summary"]
+    fields = [
+        "id",
+        "job",
+        "trigger",
+        "requested_by",
+        "host",
+        "pid",
+        "started_at",
+        "finished_at",
+        "status",
+        "error",
+        "summary",
+    ]
     writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for r in runs:

@@ -38,7 +38,13 @@ def jobs(app: App, as_json: bool) -> None:
         None,
         ["job", "schedule", "next run (UTC)", "last status", "last started"],
         [
-            [j["name"], j["schedule"], j["next_run"], (j["last_run"] or {}).get("status"), (j["last_run"] or {}).get("started_at")]
+            [
+                j["name"],
+                j["schedule"],
+                j["next_run"],
+                (j["last_run"] or {}).get("status"),
+                (j["last_run"] or {}).get("started_at"),
+            ]
             for j in out
         ],
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from jobs.base import Progress
+from redis_maint.progress import Progress
 
 
 def emit_json(obj: Any) -> None:
@@ -36,7 +36,9 @@ def describe_run(run: Any) -> None:
     if run.error:
         click.echo(f"error: {run.error}")
     for key, value in (run.summary or {}).items():
-        text = value if isinstance(value, str | int | float) or value is None else json.dumps(value, default=str)
+        text = (
+            value if isinstance(value, str | int | float) or value is None else json.dumps(value, default=str)
+        )
         click.echo(f"  {key}: {text}")
 
 

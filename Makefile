@@ -1,0 +1,40 @@
+# Two commands on a fresh Debian 12 machine (as root): `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv system-deps lint format test demo bench config-sample clean
+
+$(STAMP): pyproject.toml
+	bash scripts/system-deps.sh python
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+# redis-server (and the Docker engine) from Debian's packages when absent
+system-deps:
+	bash scripts/system-deps.sh redis
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: venv system-deps lint
+	$(BIN)/python -m pytest
+
+demo: venv system-deps
+	bash scripts/demo.sh
+
+config-sample: venv
+	$(BIN)/redis-maint config sample > config/redis-maint.toml
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

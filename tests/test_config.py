@@ -1,0 +1,148 @@
+"""Settings: defaults -> TOML -> env, every error named with its value and source."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from config import load_settings
+from config.loader import SHIPPED_CONFIG
+from config.sample import render_sample
+from redis_maint.durations import format_duration, parse_duration
+from redis_maint.errors import ConfigError
+from redis_maint.schedules import parse_schedule
+
+
+def test_shipped_config_is_the_schema_defaults():
+    assert SHIPPED_CONFIG.read_text() == render_sample(), (
+        "run: redis-maint config sample > config/redis-maint.toml"
+    )
+    shipped = load_settings(environ={})
+    assert shipped.redis_url == "redis://localhost:6379/0"
+    assert shipped.timezone == "UTC"
+
+
+def test_env_overrides_file_which_overrides_defaults(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(
+        'instance = "from-file"\ncheck_image = "img:file"\n[jobs.health]\nschedule = "*/5 * * * *"\n'
+    )
+    s = load_settings(
+        path, environ={"REDIS_MAINT_CHECK_IMAGE": "img:env", "REDIS_MAINT_JOBS__HEALTH__PING_WARNING_MS": "7"}
+    )
+    assert s.instance == "from-file"
+    assert s.check_image == "img:env"
+    assert str(s.job("health").schedule) == "*/5 * * * *"
+    assert s.job("health").ping_warning_ms == 7.0
+    assert s.job("health").ping_critical_ms == 20.0
+
+
+def test_public_env_names_map_to_settings():
+    env = {
+        "REDIS_MAINT_REDIS_URL": "rediss://:pw@cache:6380/1",
+        "REDIS_MAINT_DATA_DIR": "/srv/redis",
+        "REDIS_MAINT_HISTORY_URL": "postgresql://u@db/maint",
+        "REDIS_MAINT_BACKUP_TARGET": "s3://my-bucket/redis",
+        "REDIS_MAINT_CHECK_IMAGE": "redis:7.2-alpine",
+        "REDIS_MAINT_TIMEZONE": "Europe/London",
+        "REDIS_MAINT_JOBS__HEALTH__SCHEDULE": "every 30s",
+    }
+    s = load_settings(environ=env)
+    assert (s.redis_url, s.data_dir, s.history_url) == (
+        env["REDIS_MAINT_REDIS_URL"],
+        "/srv/redis",
+        env["REDIS_MAINT_HISTORY_URL"],
+    )
+    assert (s.backup_target, s.check_image, s.timezone) == (
+        "s3://my-bucket/redis",
+        "redis:7.2-alpine",
+        "Europe/London",
+    )
+    assert s.job("health").schedule.interval == timedelta(seconds=30)
+
+
+def test_every_bad_field_is_reported_at_once_with_value_and_source(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('timezone = "Mars/Olympus"\nbogus_key = 1\n')
+    env = {
+        "REDIS_MAINT_JOBS__HEALTH__SCHEDULE": "61 * * * *",
+        "REDIS_MAINT_REDIS_URL": "http://nope",
+        "REDIS_MAINT_JOBS__HEALTH__TIMEOUT": "ten minutes",
+    }
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ=env)
+    problems = info.value.problems
+    text = "\n".join(problems)
+    assert len(problems) == 5, text
+    assert (
+        f"timezone: not a known IANA timezone (e.g. UTC, Europe/London) (got 'Mars/Olympus', from file {path})"
+        in text
+    )
+    assert f"bogus_key: unknown setting (from file {path})" in text
+    assert (
+        "jobs.health.schedule" in text
+        and "'61 * * * *'" in text
+        and "env REDIS_MAINT_JOBS__HEALTH__SCHEDULE" in text
+    )
+    assert "redis_url" in text and "env REDIS_MAINT_REDIS_URL" in text
+    assert "jobs.health.timeout" in text and "'ten minutes'" in text
+    assert info.value.exit_code == 2
+
+
+def test_unknown_env_setting_is_an_error():
+    with pytest.raises(
+        ConfigError, match=r"jobs\.helth: unknown setting \(from env REDIS_MAINT_JOBS__HELTH__SCHEDULE\)"
+    ):
+        load_settings(environ={"REDIS_MAINT_JOBS__HELTH__SCHEDULE": "off"})
+
+
+def test_missing_explicit_config_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(environ={"REDIS_MAINT_CONFIG": str(tmp_path / "nope.toml")})
+
+
+def test_password_in_a_bad_value_is_masked():
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"REDIS_MAINT_REDIS_URL": "http://user:s3cret@host/"})
+    assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("15m", 900), ("24h", 86400), ("7d", 604800), ("1h30m", 5400), ("90", 90), ("500ms", 0.5)],
+)
+def test_durations_parse(text, seconds):
+    assert parse_duration(text).total_seconds() == seconds
+
+
+@pytest.mark.parametrize("text", ["", "ten", "5x", "1h 30", "-5s"])
+def test_bad_durations_are_rejected(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_duration_round_trip():
+    for secs in (1, 59, 60, 3600, 5400, 86400, 90061):
+        td = timedelta(seconds=secs)
+        assert parse_duration(format_duration(td)) == td
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("0 3 * * *", "cron"),
+        ("*/15 * * * *", "cron"),
+        ("0 4 * * sun", "cron"),
+        ("every 30s", "every"),
+        ("off", "off"),
+    ],
+)
+def test_schedules_parse(text, kind):
+    assert parse_schedule(text).kind == kind
+
+
+@pytest.mark.parametrize("text", ["0 3 * *", "every", "every 0s", "60 * * * *", "daily"])
+def test_bad_schedules_are_rejected(text):
+    with pytest.raises(ValueError):
+        parse_schedule(text)
