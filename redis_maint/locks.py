@@ -84,7 +84,6 @@ class Lease:
         self.ttl = ttl
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.lost = threading.Event()
 
     @classmethod
     def acquire(cls, store: HistoryStore, job: str, ttl: timedelta) -> Lease:
@@ -138,8 +137,8 @@ class Lease:
         while not self._stop.wait(interval):
             try:
                 if not self._owned_update(expires_at=utcnow() + self.ttl):
+                    # Another process took it over after it lapsed; nothing left to renew.
                     log.error("lease lost", extra={"job": self.job})
-                    self.lost.set()
                     return
             except Exception as exc:  # keep beating: the store may be back before expiry
                 log.warning("lease heartbeat failed", extra={"job": self.job, "error": str(exc)})

@@ -3,6 +3,7 @@ lease -> `running` row -> job -> outcome -> observers (metrics, notifications)."
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -122,7 +123,8 @@ def _invoke(ctx: JobContext) -> tuple[RunStatus, dict[str, Any] | None, str | No
     except Exception as exc:  # a job's bug must never stop the daemon
         log.exception("job raised an unexpected error", extra={"job": ctx.job.name, "run_id": ctx.run_id})
         status, error = RunStatus.FAILED, f"unexpected {type(exc).__name__}: {redact(str(exc))}"
-    summary = dict(summary or {})
+    # History stores JSON: anything a job left in its summary that JSON cannot hold becomes text.
+    summary = json.loads(json.dumps(summary or {}, default=str))
     summary.setdefault("duration_s", round(time.monotonic() - t0, 3))
     if ctx.dry_run:
         summary["dry_run"] = True
