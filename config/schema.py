@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, create_model, field_validator
+from pydantic import Field, create_model, field_validator, model_validator
 
 from config.types import Duration, Section
 from jobs import REGISTRY
@@ -20,6 +20,38 @@ from jobs import REGISTRY
 class HttpSettings(Section):
     port: int = Field(default=9187, ge=0, le=65535, description="metrics/health port; 0 turns it off")
     bind: str = Field(default="127.0.0.1", description="address the HTTP endpoint binds to")
+    stuck_grace: Duration = Field(
+        default=timedelta(minutes=1),
+        description="/healthz turns 503 when a run is still going this long past its job's timeout",
+    )
+
+
+class NotifySettings(Section):
+    webhook_url: str = Field(
+        default="", description="generic JSON POST on failures, health level changes and recoveries"
+    )
+    slack_webhook_url: str = Field(
+        default="", description='Slack-compatible incoming webhook ({"text": ...})'
+    )
+    ping_url: str = Field(
+        default="", description="dead-man's switch (healthchecks.io style) hit after each successful backup"
+    )
+    backup_rpo: Duration = Field(
+        default=timedelta(hours=26),
+        description="the backup-age job fails (and notifies) when the newest complete backup is older",
+    )
+    timeout: Duration = Field(default=timedelta(seconds=5), description="timeout of one webhook request")
+    retries: int = Field(default=3, ge=0, le=10, description="extra attempts after a failed webhook request")
+    backoff: Duration = Field(
+        default=timedelta(seconds=1), description="wait before the first retry; doubles after each attempt"
+    )
+
+    @field_validator("webhook_url", "slack_webhook_url", "ping_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL, or empty to turn it off")
+        return value
 
 
 class LockSettings(Section):
@@ -37,6 +69,56 @@ class DaemonSettings(Section):
     catch_up: bool = Field(
         default=True, description="on start, run a job whose last success is older than its period"
     )
+
+
+class DockerSettings(Section):
+    """The Docker engine that runs throwaway check containers (integrity checks, deep verification)."""
+
+    url: str = Field(
+        default="",
+        description="engine URL (unix:///var/run/docker.sock, tcp://host:2376); empty: $DOCKER_HOST or the default socket",
+    )
+    pull_policy: Literal["never", "missing", "always"] = Field(
+        default="missing",
+        description="pull check_image never, only when it is missing locally, or before every run",
+    )
+    timeout: Duration = Field(
+        default=timedelta(minutes=10),
+        description="a throwaway container still running after this long is killed",
+    )
+    mem_limit: str = Field(
+        default="1g", description="memory limit of a throwaway container (Docker syntax: 512m, 1g)"
+    )
+    pids_limit: int = Field(default=64, ge=8, description="process limit of a throwaway container")
+    user: str = Field(
+        default="999:1000",
+        description="uid:gid throwaway containers run as (redis in redis:7-alpine); empty: the image's default",
+    )
+    snapshot_dir: str = Field(
+        default="./var/check",
+        description="where this process writes the snapshots that containers check (see snapshot_host_dir)",
+    )
+    snapshot_host_dir: str = Field(
+        default="",
+        description="sidecar in a container: snapshot_dir as the Docker host sees it (bind mounts resolve on the host)",
+    )
+    snapshot_volume: str = Field(
+        default="",
+        description="sidecar in a container: named volume mounted at snapshot_dir (instead of snapshot_host_dir)",
+    )
+
+    @field_validator("snapshot_host_dir")
+    @classmethod
+    def _absolute_host_dir(cls, value: str) -> str:
+        if value and not value.startswith("/"):
+            raise ValueError("must be an absolute path on the Docker host (e.g. /srv/redis-maint/check)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_mapping(self) -> DockerSettings:
+        if self.snapshot_host_dir and self.snapshot_volume:
+            raise ValueError("set snapshot_host_dir or snapshot_volume, not both")
+        return self
 
 
 def _job_field_name(job_name: str) -> str:
@@ -86,6 +168,10 @@ class Settings(Section):
     http: HttpSettings = Field(default_factory=HttpSettings, description="metrics and health endpoint")
     lock: LockSettings = Field(default_factory=LockSettings, description="per-job leases")
     daemon: DaemonSettings = Field(default_factory=DaemonSettings, description="the scheduler process")
+    notify: NotifySettings = Field(
+        default_factory=NotifySettings, description="webhooks and dead-man's switch"
+    )
+    docker: DockerSettings = Field(default_factory=DockerSettings, description="throwaway check containers")
     jobs: JobsSettings = Field(default_factory=JobsSettings, description="per-job settings")
 
     @field_validator("redis_url")

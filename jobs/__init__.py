@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from jobs import health
+from jobs import aof_check, backup, backup_age, backup_verify, health
 from jobs.base import Job
 
-REGISTRY: dict[str, Job] = {job.name: job for job in (health.JOB,)}
+REGISTRY: dict[str, Job] = {
+    job.name: job for job in (health.JOB, backup.JOB, aof_check.JOB, backup_age.JOB, backup_verify.JOB)
+}
 
 
 def get_job(name: str) -> Job:

@@ -31,6 +31,7 @@ class Daemon:
         self.stopping = threading.Event()
         self.started_at: datetime | None = None
         self.scheduler = None
+        self.endpoint = None
 
     # -- wiring -------------------------------------------------------------------------
     def build_scheduler(self):
@@ -150,10 +151,30 @@ class Daemon:
                     id=f"{name}:catch-up",
                 )
         self._install_signal_handlers()
+        self.start_observability()
         schedules = {name: str(self.settings.job(name).schedule) for name in REGISTRY}
         log.info("daemon started", extra={"pid": os.getpid(), "schedules": schedules})
         scheduler.start()  # blocks until shutdown()
         return self.drain()
+
+    def start_observability(self) -> None:
+        """Metrics from every run, and /healthz + /metrics when http.port is not 0."""
+        from redis_maint import liveness
+        from redis_maint.http_endpoint import HttpEndpoint
+        from redis_maint.metrics import Metrics
+
+        metrics = Metrics(self.store, list(REGISTRY), self.settings.instance)
+        runner.add_observer(metrics.observe)
+        http = self.settings.http
+        if http.port == 0:
+            return
+        self.endpoint = HttpEndpoint(
+            http.bind,
+            http.port,
+            health=lambda: liveness.problems(self.scheduler, self.store, http.stuck_grace),
+            metrics=metrics.exposition,
+        )
+        self.endpoint.start()
 
     def _install_signal_handlers(self) -> None:
         def handler(signum, _frame):
@@ -171,6 +192,8 @@ class Daemon:
         while runner.active_runs() and time.monotonic() < deadline:
             time.sleep(0.1)
         leftovers = runner.active_runs()
+        if self.endpoint is not None:
+            self.endpoint.stop()
         if leftovers:
             ids = [ctx.run_id for ctx in leftovers]
             self.store.mark_interrupted(

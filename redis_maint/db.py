@@ -12,7 +12,19 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, event
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -66,6 +78,32 @@ leases = Table(
     Column("run_id", Integer),
     Column("acquired_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# The backup catalog (redis_maint/catalog.py). Rows are never deleted: pruned backups stay
+# visible to auditors with status `pruned`.
+backups = Table(
+    "backups",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("run_id", Integer, index=True),
+    Column("instance", String(128), nullable=False, index=True),
+    Column("target", String(1024), nullable=False),  # URI of the backup itself
+    Column("target_root", String(1024), nullable=False),  # the configured backup_target
+    Column("location", String(512), nullable=False),  # key prefix under target_root
+    Column("created_at", UTCDateTime, nullable=False, index=True),
+    Column("completed_at", UTCDateTime),
+    Column("status", String(16), nullable=False, index=True),  # pending, complete, failed, pruned
+    Column("size", BigInteger),
+    Column("files", JSON),  # [{path, size, sha256}]
+    Column("redis_version", String(32)),
+    Column("server", JSON),  # the manifest's facts about the source Redis
+    Column("checks", JSON),  # integrity verdicts before upload, when that ran
+    Column("verified_at", UTCDateTime),
+    Column("verify_result", JSON),
+    Column("pruned_at", UTCDateTime),
+    Column("error", Text),
+    Column("events", JSON),  # [{at, event, detail}]: created, completed, failed, verified, pruned
 )
 
 _engines: dict[str, Engine] = {}

@@ -49,11 +49,31 @@ def check_history(settings: Any) -> str:
     return f"{store.safe_url} writable"
 
 
+def check_docker(settings: Any) -> str:
+    """The engine that runs the integrity checks answers, and the check image is there."""
+    from redis_maint.containers import engine_status
+
+    return engine_status(settings.docker, settings.check_image)
+
+
+def check_backup_target(settings: Any) -> str:
+    """The backup target answers and accepts a write (a probe object, deleted again)."""
+    from jobs.backup import open_backup_target
+
+    target = open_backup_target(settings)
+    try:
+        return target.check_writable()
+    finally:
+        target.close()
+
+
 # Checks in the order they print; jobs' infrastructure modules add theirs here.
 CHECKS: list[tuple[str, Callable[[Any], str]]] = [
     ("redis", check_redis),
     ("data dir", check_data_dir),
     ("history", check_history),
+    ("backups", check_backup_target),
+    ("docker", check_docker),
 ]
 
 

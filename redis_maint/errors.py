@@ -68,3 +68,7 @@ class JobFailedError(MaintenanceError):
     def __init__(self, message: str, summary: dict | None = None):
         super().__init__(message)
         self.summary = summary
+
+
+class SnapshotError(MaintenanceError):
+    """Redis's data files could not be saved, found, read or staged (BGSAVE failed, data dir wrong)."""

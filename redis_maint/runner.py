@@ -13,6 +13,7 @@ from typing import Any
 
 from jobs import get_job
 from jobs.base import JobContext, Progress
+from redis_maint import notify
 from redis_maint.errors import (
     EXIT_FAILED,
     EXIT_LOCKED,
@@ -105,7 +106,10 @@ def execute(
                 _active.pop(ctx.run_id, None)
             ctx.close()
         lease.release()
-    return _notify(store.get(run_id))
+    run = store.get(run_id)
+    # Notifications are part of the run path, so every caller (daemon, CLI) sends them exactly once.
+    notify.after_run(settings, store, run)
+    return _notify(run)
 
 
 def _invoke(ctx: JobContext) -> tuple[RunStatus, dict[str, Any] | None, str | None]:

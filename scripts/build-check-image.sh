@@ -5,7 +5,8 @@
 #
 # The image is a root filesystem made of /usr/bin/redis-server (as /usr/local/bin/redis-server,
 # with redis-check-aof and redis-check-rdb as symlinks to it, as in redis:7-alpine), redis-cli,
-# the libraries `ldd` lists for them and the dynamic loader, loaded with `docker import`.
+# /bin/sh (Debian's dash: the check runs both tools in one `sh -c`, as redis:7-alpine's busybox
+# sh allows), the libraries `ldd` lists for them and the dynamic loader, loaded with `docker import`.
 # It has a `redis` user (uid 999, gid 1000, like redis:7-alpine), /data and /tmp.
 #
 # Idempotent: an image with this TAG whose content label matches the binaries and this script
@@ -31,7 +32,7 @@ ensure_binaries() {
 
 content_hash() {
     # The image changes when a binary or this recipe changes, and only then.
-    sha256sum "$(readlink -f /usr/bin/redis-server)" "$(readlink -f /usr/bin/redis-cli)" \
+    sha256sum "$(readlink -f /usr/bin/redis-server)" "$(readlink -f /usr/bin/redis-cli)" "$(readlink -f /bin/sh)" \
         "$HERE/build-check-image.sh" | awk '{print $1}' | sha256sum | awk '{print $1}'
 }
 
@@ -41,7 +42,7 @@ current_label() {
 
 copy_libs() {
     local root=$1 bin lib
-    for bin in /usr/bin/redis-server /usr/bin/redis-cli; do
+    for bin in /usr/bin/redis-server /usr/bin/redis-cli /bin/sh; do
         # ldd lines: "libx.so => /path (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)".
         for lib in $(ldd "$bin" | awk '/=>/ {print $3} !/=>/ && $1 ~ /^\// {print $1}'); do
             mkdir -p "$root$(dirname "$lib")"
@@ -52,7 +53,8 @@ copy_libs() {
 
 make_rootfs() {
     local root=$1
-    mkdir -p "$root"/{usr/local/bin,etc,data,tmp}
+    mkdir -p "$root"/{bin,usr/local/bin,etc,data,tmp}
+    cp -L /bin/sh "$root/bin/sh"
     cp -L /usr/bin/redis-server "$root/usr/local/bin/redis-server"
     cp -L /usr/bin/redis-cli "$root/usr/local/bin/redis-cli"
     # redis-server picks its tool mode from argv[0], so symlinks are the tools.
@@ -75,6 +77,8 @@ main() {
         say "$TAG is up to date (content $want)"
         exit 0
     fi
+    local old
+    old="$(docker image inspect "$TAG" --format '{{.Id}}' 2>/dev/null || true)"
     ROOTFS="$(mktemp -d /tmp/redis-maint-check-rootfs.XXXXXX)"
     trap 'rm -rf "$ROOTFS"' EXIT
     make_rootfs "$ROOTFS"
@@ -84,6 +88,8 @@ main() {
         --change 'WORKDIR /data' \
         --change 'CMD ["redis-server"]' \
         - "$TAG" >/dev/null
+    # The image this one replaces would linger untagged; drop it unless a container still uses it.
+    if [ -n "$old" ]; then docker image rm "$old" >/dev/null 2>&1 || true; fi
     say "built $TAG ($(docker image inspect "$TAG" --format '{{.Size}}') bytes, content $want)"
 }
 

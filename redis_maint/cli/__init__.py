@@ -19,6 +19,7 @@ COMMANDS = {
     "doctor": "redis_maint.cli.doctor_cmd:doctor",
     "daemon": "redis_maint.cli.daemon_cmd:daemon",
     "config": "redis_maint.cli.config_cmd:config",
+    "backups": "redis_maint.cli.backups_cmd:backups",
 }
 
 

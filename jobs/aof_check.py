@@ -1,0 +1,83 @@
+"""The `aof-check` job: redis-check-aof and redis-check-rdb on a snapshot, in a throwaway container.
+
+It never checks live files: it takes the backup's consistent snapshot (without BGSAVE: it checks
+what is on disk) into docker.snapshot_dir, checks that copy, and removes it. Any verdict other
+than `ok` fails the run (exit 1) with the verdicts in the summary; `--fix` is never run.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from config.types import Duration, JobSettings, ScheduleField, schedule_default
+from jobs.base import Job, JobContext
+from redis_maint import integrity
+from redis_maint.errors import JobFailedError
+from redis_maint.snapshot import discover_layout, take_snapshot
+
+
+class AofCheckSettings(JobSettings):
+    schedule: ScheduleField = schedule_default("30 3 * * *")
+    timeout: Duration = Field(
+        default=timedelta(minutes=30), description="the run fails once it has run this long"
+    )
+    include_rdb: bool = Field(default=True, description="also check dump.rdb with redis-check-rdb")
+    rewrite_timeout: Duration = Field(
+        default=timedelta(minutes=10),
+        description="how long to wait for a running AOF rewrite to finish before copying",
+    )
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    s: AofCheckSettings = ctx.job_settings
+    staging = Path(ctx.settings.docker.snapshot_dir) / f"aof-check-{ctx.run_id}"
+    if ctx.dry_run:
+        return {"checks": [], "would_snapshot": ctx.settings.data_dir, "staging": str(staging), **_image(ctx)}
+    data_dir = Path(ctx.settings.data_dir)
+    # No BGSAVE here, so a Redis that never saved has no RDB: check the AOF alone then.
+    rdb = discover_layout(ctx.redis()).rdb
+    with_rdb = s.include_rdb and (data_dir / rdb).exists()
+    try:
+        snapshot = take_snapshot(
+            ctx.redis(),
+            data_dir,
+            staging,
+            checkpoint=ctx.checkpoint,
+            bgsave=False,
+            include_rdb=with_rdb,
+            rewrite_timeout=s.rewrite_timeout,
+            guard_note=Path(ctx.settings.docker.snapshot_dir) / "aof-rewrite-percentage.note",
+        )
+        checks = integrity.check_snapshot(ctx, snapshot)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    summary = {
+        "checks": checks,
+        "skipped": []
+        if with_rdb or not s.include_rdb
+        else [f"{rdb}: not in the data dir (Redis never saved)"],
+        "files": [f.to_json() for f in snapshot.files],
+        "server": snapshot.server,
+        "timings": snapshot.timings,
+        **_image(ctx),
+    }
+    if not integrity.checks_ok(checks):
+        raise JobFailedError(f"integrity check failed: {integrity.describe_failures(checks)}", summary)
+    return summary
+
+
+def _image(ctx: JobContext) -> dict[str, Any]:
+    return {"image": ctx.settings.check_image}
+
+
+JOB = Job(
+    name="aof-check",
+    description="redis-check-aof/rdb on a snapshot of the data files, in a throwaway container",
+    settings_model=AofCheckSettings,
+    run=run,
+)

@@ -1,0 +1,339 @@
+"""The `backup` job: BGSAVE -> consistent snapshot -> integrity check -> upload -> catalog -> retention.
+
+Replaces the runbook's "Manual Backup" and "Automated Backup (Cron)". Every backup carries a
+manifest.json (written last), so it can be verified and restored without our database.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import time
+from datetime import timedelta
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from config.types import Duration, JobSettings, ScheduleField, Section, schedule_default
+from jobs.base import Job, JobContext
+from redis_maint import backups
+from redis_maint.catalog import BackupRecord, BackupStatus, Catalog
+from redis_maint.errors import JobCancelledError, JobFailedError, MaintenanceError
+from redis_maint.interrupts import signals_cancel
+from redis_maint.prune import prune
+from redis_maint.retention import Policy
+from redis_maint.snapshot import Snapshot, planned_files, take_snapshot
+from redis_maint.storage import Target, open_target
+from redis_maint.storage.s3 import S3Options
+from redis_maint.timeutil import utcnow
+from redis_maint.upload import upload_backup
+
+MIB = 1024 * 1024
+_ARCHIVE_CLASSES = {"GLACIER", "DEEP_ARCHIVE"}
+_BACKUP_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
+
+
+class S3Settings(Section):
+    server_side_encryption: Literal["", "AES256", "aws:kms"] = Field(
+        default="", description="SSE header on every object; empty leaves it to the bucket's default"
+    )
+    sse_kms_key_id: str = Field(default="", description="KMS key id/ARN with aws:kms; empty: the aws/s3 key")
+    storage_class: str = Field(default="", description="S3 storage class (e.g. STANDARD_IA); empty: STANDARD")
+    checksum_algorithm: Literal["SHA256", ""] = Field(
+        default="SHA256", description="per-part checksum S3 verifies on upload; empty for stores without one"
+    )
+    request_checksum_calculation: Literal["when_supported", "when_required"] = Field(
+        default="when_supported",
+        description="botocore default checksums; when_required for S3-compatible stores that reject them",
+    )
+    response_checksum_validation: Literal["when_supported", "when_required"] = Field(
+        default="when_supported", description="validate response checksums; when_required likewise"
+    )
+    addressing_style: Literal["auto", "path", "virtual"] = Field(
+        default="auto", description="bucket addressing; path for most S3-compatible stores (MinIO)"
+    )
+    multipart_chunk_mib: int = Field(default=8, ge=5, le=5120, description="multipart part size (MiB)")
+    max_concurrency: int = Field(default=10, ge=1, le=64, description="parallel part uploads per file")
+    connect_timeout: Duration = Field(default=timedelta(seconds=10), description="S3 connect timeout")
+    read_timeout: Duration = Field(default=timedelta(seconds=60), description="S3 read timeout")
+    max_attempts: int = Field(
+        default=5, ge=1, le=20, description="attempts per S3 request (standard retries)"
+    )
+
+    @field_validator("storage_class")
+    @classmethod
+    def _readable_class(cls, value: str) -> str:
+        if value.upper() in _ARCHIVE_CLASSES:
+            raise ValueError(
+                "archive classes cannot be read without a restore request, so verify and restore would "
+                "fail; use STANDARD_IA or GLACIER_IR, or a lifecycle rule to archive old backups"
+            )
+        return value
+
+    def options(self) -> S3Options:
+        chunk = self.multipart_chunk_mib * MIB
+        return S3Options(
+            server_side_encryption=self.server_side_encryption,
+            sse_kms_key_id=self.sse_kms_key_id,
+            storage_class=self.storage_class,
+            checksum_algorithm=self.checksum_algorithm,
+            request_checksum_calculation=self.request_checksum_calculation,
+            response_checksum_validation=self.response_checksum_validation,
+            addressing_style=self.addressing_style,
+            multipart_threshold=chunk,
+            multipart_chunksize=chunk,
+            max_concurrency=self.max_concurrency,
+            connect_timeout_s=self.connect_timeout.total_seconds(),
+            read_timeout_s=self.read_timeout.total_seconds(),
+            max_attempts=self.max_attempts,
+        )
+
+
+class BackupSettings(JobSettings):
+    schedule: ScheduleField = schedule_default("0 3 * * *")
+    timeout: Duration = Field(
+        default=timedelta(hours=2), description="the run fails once it has run this long"
+    )
+    bgsave: bool = Field(default=True, description="run BGSAVE first; off copies dump.rdb as it is on disk")
+    bgsave_timeout: Duration = Field(default=timedelta(minutes=15), description="how long BGSAVE may take")
+    rewrite_timeout: Duration = Field(
+        default=timedelta(minutes=10), description="how long to wait for a running AOF rewrite before copying"
+    )
+    staging_dir: str = Field(
+        default="",
+        description="where snapshots are staged (empty: the system temp dir); on the data dir's filesystem, "
+        "dump.rdb and the AOF base are hard-linked instead of copied",
+    )
+    verify_before_upload: bool = Field(
+        default=True, description="redis-check-aof/rdb the snapshot in a throwaway container before uploading"
+    )
+    keep_last: int = Field(default=0, ge=0, description="retention: keep the N newest backups")
+    keep_daily: int = Field(
+        default=14, ge=0, description="retention: newest backup of each of the last N days"
+    )
+    keep_weekly: int = Field(default=8, ge=0, description="retention: newest of each of the last N ISO weeks")
+    keep_monthly: int = Field(default=6, ge=0, description="retention: newest of each of the last N months")
+    prune: bool = Field(default=True, description="apply retention after each successful backup")
+    incomplete_after: Duration = Field(
+        default=timedelta(days=1), description="remove backups without a manifest untouched for this long"
+    )
+    s3: S3Settings = Field(default_factory=S3Settings, description="S3 upload options (s3:// targets only)")
+
+    def policy(self) -> Policy:
+        return Policy(self.keep_last, self.keep_daily, self.keep_weekly, self.keep_monthly)
+
+
+def open_backup_target(settings: Any, uri: str | None = None) -> Target:
+    """The configured target (or `uri`, e.g. where an older backup went), with the S3 options."""
+    return open_target(uri or settings.backup_target, settings.job("backup").s3.options())
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    s: BackupSettings = ctx.job_settings
+    if ctx.dry_run:
+        return _dry_run(ctx, s)
+    with signals_cancel(ctx.cancel):
+        return _backup(ctx, s)
+
+
+def _backup(ctx: JobContext, s: BackupSettings) -> dict[str, Any]:
+    now = utcnow()
+    backup_id = backups.new_backup_id(now)
+    location = backups.location_for(ctx.settings.instance, backup_id, now)
+    target = open_backup_target(ctx.settings)
+    staging_root = _staging_root(ctx, s)
+    summary: dict[str, Any] = {"backup_id": backup_id, "target": target.uri_for(location), "durations_s": {}}
+    catalog = Catalog(ctx.store)
+    try:
+        snapshot = _snapshot(ctx, s, staging_root / backup_id, summary)
+        _add_to_catalog(catalog, ctx, backup_id, target, location, now, snapshot)
+        summary["checks"] = _integrity(ctx, s, snapshot, catalog, backup_id, summary)
+        manifest = backups.build_manifest(
+            backup_id=backup_id,
+            created_at=now,
+            instance=ctx.settings.instance,
+            snapshot=snapshot,
+            checks=summary["checks"],
+            job_run_id=ctx.run_id,
+            tool_version=_version(),
+        )
+        _upload(ctx, target, location, snapshot, manifest, summary)
+        catalog.mark_complete(backup_id, size=snapshot.size, files=manifest["files"])
+    except JobCancelledError:
+        _mark_failed(catalog, backup_id, "interrupted: the run was asked to stop")
+        raise
+    except JobFailedError:
+        raise
+    except MaintenanceError as exc:
+        _mark_failed(catalog, backup_id, str(exc))
+        raise JobFailedError(str(exc), summary) from None
+    finally:
+        shutil.rmtree(staging_root / backup_id, ignore_errors=True)
+    try:
+        summary["retention"] = _retention(ctx, s, target)
+    finally:
+        target.close()
+    return summary
+
+
+def _snapshot(ctx: JobContext, s: BackupSettings, staging: Path, summary: dict[str, Any]) -> Snapshot:
+    summary["phase"] = "snapshot"
+    snapshot = take_snapshot(
+        ctx.redis(),
+        Path(ctx.settings.data_dir),
+        staging,
+        checkpoint=ctx.checkpoint,
+        bgsave=s.bgsave,
+        bgsave_timeout=s.bgsave_timeout,
+        rewrite_timeout=s.rewrite_timeout,
+        guard_note=staging.parent / "aof-rewrite-percentage.note",
+    )
+    summary["durations_s"].update(
+        bgsave=snapshot.timings["bgsave_s"], copy=snapshot.timings["aof_guard_s"] + snapshot.timings["copy_s"]
+    )
+    summary.update(
+        files=[f.to_json() for f in snapshot.files],
+        bytes=snapshot.size,
+        redis=snapshot.server,
+        bgsave=None if snapshot.bgsave is None else {"mode": snapshot.bgsave["mode"]},
+    )
+    return snapshot
+
+
+def _add_to_catalog(catalog, ctx, backup_id, target, location, now, snapshot: Snapshot) -> None:
+    catalog.add(
+        BackupRecord(
+            id=backup_id,
+            run_id=ctx.run_id,
+            instance=ctx.settings.instance,
+            target=target.uri_for(location),
+            target_root=target.uri,
+            location=location,
+            created_at=now,
+            status=BackupStatus.PENDING,
+            size=snapshot.size,
+            files=[f.to_json() for f in snapshot.files],
+            redis_version=snapshot.server.get("redis_version"),
+            server=snapshot.server,
+        )
+    )
+
+
+def _integrity(ctx, s: BackupSettings, snapshot: Snapshot, catalog, backup_id, summary) -> list | None:
+    if not s.verify_before_upload:
+        return None
+    summary["phase"] = "integrity check"
+    t0 = time.monotonic()
+    # ---- integrity hook: redis-check-aof/rdb on the snapshot, in a throwaway container ----
+    from redis_maint import integrity
+
+    checks = integrity.check_snapshot(ctx, snapshot)
+    # ---------------------------------------------------------------------------------------
+    summary["durations_s"]["verify"] = round(time.monotonic() - t0, 3)
+    bad = [c for c in checks if c.get("verdict") != "ok"]
+    if bad or not checks:
+        summary["checks"] = checks
+        what = (
+            "; ".join(f"{c.get('file')}: {c.get('verdict')} ({c.get('tool')})" for c in bad)
+            or "nothing checked"
+        )
+        message = f"the snapshot failed its integrity check, so nothing was uploaded: {what}"
+        catalog.mark_failed(backup_id, message, checks)
+        raise JobFailedError(message, summary)
+    catalog.record_checks(backup_id, checks)
+    return checks
+
+
+def _upload(ctx, target: Target, location: str, snapshot: Snapshot, manifest, summary) -> None:
+    summary["phase"] = "upload"
+    ctx.progress.start(snapshot.size, "uploading")
+    t0 = time.monotonic()
+    try:
+        upload_backup(
+            target, location, snapshot, manifest, checkpoint=ctx.checkpoint, on_bytes=ctx.progress.advance
+        )
+    finally:
+        ctx.progress.finish()
+    took = time.monotonic() - t0
+    summary["durations_s"]["upload"] = round(took, 3)
+    summary["upload_mib_s"] = round(snapshot.size / MIB / took, 1) if took > 0 else None
+    summary.pop("phase")
+
+
+def _retention(ctx: JobContext, s: BackupSettings, target: Target) -> dict[str, Any]:
+    if not s.prune:
+        return {"skipped": "jobs.backup.prune is off"}
+    t0 = time.monotonic()
+    try:
+        result = _apply_retention(ctx, s, target, dry_run=False)
+    except MaintenanceError as exc:
+        raise JobFailedError(f"the backup is complete, but retention failed: {exc}", None) from None
+    result["duration_s"] = round(time.monotonic() - t0, 3)
+    return result
+
+
+def _apply_retention(ctx: JobContext, s: BackupSettings, target: Target, *, dry_run: bool) -> dict[str, Any]:
+    return prune(
+        Catalog(ctx.store),
+        target,
+        instance=ctx.settings.instance,
+        policy=s.policy(),
+        tz=ctx.settings.tz,
+        now=utcnow(),
+        incomplete_age=s.incomplete_after,
+        dry_run=dry_run,
+    )
+
+
+def _dry_run(ctx: JobContext, s: BackupSettings) -> dict[str, Any]:
+    files = planned_files(ctx.redis(), Path(ctx.settings.data_dir))
+    target = open_backup_target(ctx.settings)
+    try:
+        retention = _apply_retention(ctx, s, target, dry_run=True) if s.prune else None
+        location = backups.location_for(ctx.settings.instance, "<backup-id>", utcnow())
+        return {
+            "would_back_up": files,
+            "bytes": sum(f["size"] or 0 for f in files),
+            "target": target.uri_for(location),
+            "bgsave": s.bgsave,
+            "verify_before_upload": s.verify_before_upload,
+            "retention": retention,
+        }
+    finally:
+        target.close()
+
+
+def _staging_root(ctx: JobContext, s: BackupSettings) -> Path:
+    """The staging root, emptied of snapshots left by killed runs (we hold the job's lease)."""
+    base = Path(s.staging_dir) if s.staging_dir else Path(tempfile.gettempdir()) / "redis-maint-staging"
+    root = base / ctx.settings.instance
+    root.mkdir(parents=True, exist_ok=True)
+    for child in root.iterdir():
+        if child.is_dir() and _BACKUP_ID.match(child.name):
+            ctx.log.warning("removing a staging dir left by an earlier run", extra={"path": str(child)})
+            shutil.rmtree(child, ignore_errors=True)
+    return root
+
+
+def _mark_failed(catalog: Catalog, backup_id: str, error: str) -> None:
+    record = catalog.get(backup_id)
+    if record is not None and record.status == BackupStatus.PENDING:
+        catalog.mark_failed(backup_id, error)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("redis-maint")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+JOB = Job(
+    name="backup",
+    description="BGSAVE, consistent snapshot of dump.rdb + AOF, upload with manifest, catalog, retention",
+    settings_model=BackupSettings,
+    run=run,
+)

@@ -1,0 +1,76 @@
+"""The weekly `backup-verify` job: a restore drill of the newest complete backup.
+
+Downloads it (sha256 against its manifest), runs redis-check-aof/rdb on the copy and loads
+it into a throwaway redis-server container, then records the result in the catalog. A drill
+that cannot find a backup, or whose backup fails any step, fails the run.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from pydantic import Field
+
+from config.types import Duration, JobSettings, ScheduleField, schedule_default
+from jobs.backup import open_backup_target
+from jobs.base import Job, JobContext
+from redis_maint import backups, deep_verify
+from redis_maint.catalog import BackupStatus, Catalog
+from redis_maint.errors import JobFailedError
+
+
+class BackupVerifySettings(JobSettings):
+    schedule: ScheduleField = schedule_default("0 4 * * 0")
+    timeout: Duration = Field(
+        default=timedelta(hours=1),
+        description="the run (download, checks, load) fails once it has run this long",
+    )
+    session_pattern: str = Field(
+        default="session:*", description="keys counted as sessions in the loaded backup (SCAN MATCH pattern)"
+    )
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    catalog = Catalog(ctx.store)
+    newest = catalog.list(instance=ctx.settings.instance, status=BackupStatus.COMPLETE, limit=1)
+    if not newest:
+        raise JobFailedError(
+            f"no complete backup of instance {ctx.settings.instance!r} in the catalog to verify; "
+            "run `redis-maint run backup` first",
+            {"backup_id": None},
+        )
+    record = newest[0]
+    if ctx.dry_run:
+        return {"would_verify": record.id, "target": record.target}
+    target = open_backup_target(ctx.settings, record.target_root)
+    try:
+        result = backups.verify(
+            target, record.location, record.id, catalog_files=record.files, checkpoint=ctx.checkpoint
+        )
+        result = deep_verify.add_deep(
+            ctx.settings,
+            target,
+            record.location,
+            result,
+            run_id=ctx.run_id,
+            cancel=ctx.cancel,
+            checkpoint=ctx.checkpoint,
+        )
+    finally:
+        target.close()
+    catalog.record_verify(record.id, result)
+    summary = {"backup_id": record.id, "created_at": record.created_at.isoformat(), **result}
+    if not result["ok"]:
+        raise JobFailedError(
+            f"backup {record.id} failed its restore drill: {'; '.join(result['problems'])}", summary
+        )
+    return summary
+
+
+JOB = Job(
+    name="backup-verify",
+    description="weekly restore drill: download the newest backup, check it and load it in a throwaway Redis",
+    settings_model=BackupVerifySettings,
+    run=run,
+)

@@ -1,0 +1,255 @@
+"""Stored backups, read side: ids, layout, manifest.json, finding, verifying and restoring.
+
+A backup lives at `<instance>/<YYYY>/<MM>/<DD>/<backup-id>/` under the target: the data
+files at their paths relative to Redis's dir, and `manifest.json` written last. The
+manifest alone is enough to verify and restore (no database needed).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from redis_maint.errors import IntegrityError, StorageError, UsageError
+from redis_maint.storage import ObjectNotFound, Target, download, hash_object, join
+from redis_maint.storage.base import check_key
+from redis_maint.timeutil import isoformat, utcnow
+
+MANIFEST = "manifest.json"
+FORMAT = "redis-maint-backup/1"
+Checkpoint = Callable[[], None]
+
+
+def new_backup_id(now: datetime) -> str:
+    """Sortable and unique: 20250131T030000Z-1a2b3c."""
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def location_for(instance: str, backup_id: str, created_at: datetime) -> str:
+    return f"{instance}/{created_at:%Y/%m/%d}/{backup_id}"
+
+
+def build_manifest(
+    *,
+    backup_id: str,
+    created_at: datetime,
+    instance: str,
+    snapshot: Any,
+    checks: list[dict[str, Any]] | None,
+    job_run_id: int | None,
+    tool_version: str,
+) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "id": backup_id,
+        "created_at": isoformat(created_at),
+        "instance": instance,
+        **snapshot.server,  # redis_version, run_id, role, master_replid, master_repl_offset, ...
+        "rdb": snapshot.rdb,
+        "aof_manifest": snapshot.aof_manifest,
+        "files": [f.to_json() for f in snapshot.files],
+        "size": snapshot.size,
+        "checks": checks,
+        "job_run_id": job_run_id,
+        "tool": {"name": "redis-maint", "version": tool_version},
+    }
+
+
+def encode_manifest(manifest: dict[str, Any]) -> bytes:
+    return (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode()
+
+
+def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
+    """A manifest we can trust the shape of: every file a safe relative path with size and sha256."""
+    try:
+        manifest = json.loads(data)
+        files = manifest["files"]
+        for f in files:
+            check_key(f["path"])
+            if not isinstance(f["size"], int) or len(f["sha256"]) != 64:
+                raise ValueError(f"bad size or sha256 for {f['path']}")
+        if not isinstance(manifest["id"], str) or not manifest["id"]:
+            raise ValueError("no backup id")
+    except (ValueError, KeyError, TypeError, StorageError) as exc:
+        raise IntegrityError(f"{where} is not a valid backup manifest: {exc}") from None
+    return manifest
+
+
+def read_manifest(target: Target, location: str) -> dict[str, Any]:
+    key = join(location, MANIFEST)
+    data = b"".join(target.read_chunks(key))
+    return parse_manifest(data, target.uri_for(key))
+
+
+@dataclass(frozen=True)
+class Located:
+    backup_id: str
+    target_root: str
+    location: str
+    record: Any = None  # the catalog row, when there is one
+
+
+def locate(backup_id: str, catalog: Any, fallback: Target, instance: str) -> Located:
+    """A backup by id: from the catalog, else by its manifest on the configured target."""
+    record = catalog.get(backup_id) if catalog is not None else None
+    if record is not None:
+        return Located(backup_id, record.target_root, record.location, record)
+    suffix = f"/{backup_id}/{MANIFEST}"
+    for obj in fallback.list(f"{instance}/"):
+        if obj.key.endswith(suffix):
+            return Located(backup_id, fallback.uri, obj.key[: -len(MANIFEST) - 1])
+    raise UsageError(
+        f"no backup {backup_id!r} in the catalog, nor a {MANIFEST} for it under "
+        f"{fallback.uri_for(instance + '/')}; see `redis-maint backups list`"
+    )
+
+
+def verify(
+    target: Target,
+    location: str,
+    backup_id: str,
+    *,
+    catalog_files: list[dict[str, Any]] | None = None,
+    checkpoint: Checkpoint | None = None,
+) -> dict[str, Any]:
+    """Re-read every object and compare size and sha256 with the manifest (and the catalog)."""
+    result: dict[str, Any] = {
+        "id": backup_id,
+        "target": target.uri_for(location),
+        "checked_at": isoformat(utcnow()),
+        "manifest": "ok",
+        "files": [],
+        "problems": [],
+    }
+    try:
+        manifest = read_manifest(target, location)
+    except ObjectNotFound:
+        return _failed(result, "missing", f"{MANIFEST} is missing: the backup is incomplete")
+    except IntegrityError as exc:
+        return _failed(result, "invalid", str(exc))
+    if catalog_files is not None and _file_set(catalog_files) != _file_set(manifest["files"]):
+        _failed(result, "differs-from-catalog", f"{MANIFEST} does not list the files the catalog recorded")
+    for f in manifest["files"]:
+        result["files"].append(_verify_file(target, location, f, checkpoint, result["problems"]))
+    result["ok"] = not result["problems"]
+    return result
+
+
+def _verify_file(target, location, f, checkpoint, problems: list[str]) -> dict[str, Any]:
+    entry = {"path": f["path"], "size": f["size"], "sha256": f["sha256"]}
+    try:
+        size, digest = hash_object(target, join(location, f["path"]), checkpoint)
+    except ObjectNotFound:
+        problems.append(f"{f['path']}: missing")
+        return {**entry, "verdict": "missing"}
+    entry.update(actual_size=size, actual_sha256=digest)
+    if (size, digest) != (f["size"], f["sha256"]):
+        problems.append(f"{f['path']}: sha256 mismatch (expected {f['sha256'][:12]}…, got {digest[:12]}…)")
+        return {**entry, "verdict": "mismatch"}
+    return {**entry, "verdict": "ok"}
+
+
+def _failed(result: dict[str, Any], manifest_state: str, problem: str) -> dict[str, Any]:
+    result["manifest"] = manifest_state
+    result["problems"].append(problem)
+    result["ok"] = False
+    return result
+
+
+def _file_set(files: list[dict[str, Any]]) -> set[tuple[str, int, str]]:
+    return {(f["path"], int(f["size"]), f["sha256"]) for f in files}
+
+
+def download_verified(
+    target: Target, location: str, dest: Path, checkpoint: Checkpoint | None = None
+) -> dict[str, Any]:
+    """Download every file of a backup into `dest` (created, must not exist), checking each sha256.
+
+    Raises IntegrityError (and removes `dest`) on a missing object or a mismatch. Returns the manifest.
+    """
+    manifest = read_manifest(target, location)
+    dest.mkdir(parents=True)
+    try:
+        for f in manifest["files"]:
+            where = target.uri_for(join(location, f["path"]))
+            try:
+                size, digest = download(target, join(location, f["path"]), dest / f["path"], checkpoint)
+            except ObjectNotFound:
+                raise IntegrityError(f"{where} is missing: the backup is damaged") from None
+            if (size, digest) != (f["size"], f["sha256"]):
+                raise IntegrityError(
+                    f"{where} does not match the manifest (size {size} vs {f['size']}, "
+                    f"sha256 {digest[:12]}… vs {f['sha256'][:12]}…): the stored object is corrupt"
+                )
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    return manifest
+
+
+def restore(
+    target: Target, location: str, directory: Path, *, force: bool, checkpoint: Checkpoint | None = None
+) -> dict[str, Any]:
+    """Download, verify, then lay the files out in `directory` for a Redis started there."""
+    directory = directory.absolute()
+    existing = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+    if existing and not force:
+        raise UsageError(
+            f"{directory} is not empty ({', '.join(existing[:5])}); restore into an empty directory, "
+            "or pass --force to move the Redis files already there aside"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    staged = directory / f".redis-maint-restore-{secrets.token_hex(4)}"
+    manifest = download_verified(target, location, staged, checkpoint)
+    try:
+        moved = _move_aside(directory, _redis_names(manifest)) if existing else None
+        for name in sorted({f["path"].split("/", 1)[0] for f in manifest["files"]}):
+            (staged / name).rename(directory / name)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    return {
+        "id": manifest["id"],
+        "target": target.uri_for(location),
+        "dir": str(directory),
+        "files": [{k: f[k] for k in ("path", "size", "sha256")} for f in manifest["files"]],
+        "moved_aside": moved,
+        "appendonly": "yes" if manifest.get("aof_manifest") else "no",
+        "redis_version": manifest.get("redis_version"),
+        "next": _start_hint(directory, manifest),
+    }
+
+
+def _redis_names(manifest: dict[str, Any]) -> set[str]:
+    """Top-level names a Redis would load from: replace all, so a stale AOF cannot shadow the restore."""
+    names = {"dump.rdb", "appendonlydir", "appendonly.aof"}
+    for rel in (manifest.get("rdb"), manifest.get("aof_manifest"), *(f["path"] for f in manifest["files"])):
+        if rel:
+            names.add(rel.split("/", 1)[0])
+    return names
+
+
+def _move_aside(directory: Path, names: set[str]) -> str | None:
+    present = [n for n in sorted(names) if (directory / n).exists() or (directory / n).is_symlink()]
+    if not present:
+        return None
+    aside = directory / f".before-restore-{utcnow():%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
+    aside.mkdir()
+    for name in present:
+        (directory / name).rename(aside / name)
+    return str(aside)
+
+
+def _start_hint(directory: Path, manifest: dict[str, Any]) -> str:
+    rdb = manifest.get("rdb") or "dump.rdb"
+    if manifest.get("aof_manifest"):
+        aof = manifest["aof_manifest"]
+        appenddir = aof.split("/", 1)[0] if "/" in aof else None
+        extra = f" --appenddirname {appenddir}" if appenddir and appenddir != "appendonlydir" else ""
+        return f"redis-server --dir {directory} --dbfilename {rdb} --appendonly yes{extra}"
+    return f"redis-server --dir {directory} --dbfilename {rdb} --appendonly no"

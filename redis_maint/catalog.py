@@ -1,0 +1,167 @@
+"""The backup catalog: one row per backup in the history store, never deleted.
+
+Status moves pending -> complete | failed, and complete -> pruned. Each change also appends
+to the row's `events`, so `backups show` can tell an auditor what happened and when.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from redis_maint import db
+from redis_maint.errors import HistoryError
+from redis_maint.history import HistoryStore
+from redis_maint.redact import redact
+from redis_maint.timeutil import isoformat, utcnow
+
+
+class BackupStatus(StrEnum):
+    PENDING = "pending"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    PRUNED = "pruned"
+
+
+@dataclass(frozen=True)
+class BackupRecord:
+    id: str
+    run_id: int | None
+    instance: str
+    target: str
+    target_root: str
+    location: str
+    created_at: datetime
+    status: str
+    completed_at: datetime | None = None
+    size: int | None = None
+    files: list[dict[str, Any]] = field(default_factory=list)
+    redis_version: str | None = None
+    server: dict[str, Any] | None = None
+    checks: list[dict[str, Any]] | None = None
+    verified_at: datetime | None = None
+    verify_result: dict[str, Any] | None = None
+    pruned_at: datetime | None = None
+    error: str | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented `backups list --json` shape (README: JSON output)."""
+        return {
+            "id": self.id,
+            "target": self.target,
+            "created_at": isoformat(self.created_at),
+            "status": self.status,
+            "size": self.size,
+            "files": self.files or [],
+            "instance": self.instance,
+            "run_id": self.run_id,
+            "redis_version": self.redis_version,
+            "completed_at": isoformat(self.completed_at),
+            "verified_at": isoformat(self.verified_at),
+            "verify_ok": None if self.verify_result is None else self.verify_result.get("ok"),
+            "pruned_at": isoformat(self.pruned_at),
+            "error": self.error,
+        }
+
+
+class Catalog:
+    def __init__(self, store: HistoryStore):
+        self.store = store
+        self.engine = store.engine
+
+    def add(self, record: BackupRecord) -> None:
+        values = {c.name: getattr(record, c.name) for c in db.backups.c if c.name != "events"}
+        values["events"] = [_event("created", f"run {record.run_id}")]
+        with self._guard("record a new backup"), self.engine.begin() as conn:
+            conn.execute(db.backups.insert().values(**values))
+
+    def mark_complete(self, backup_id: str, *, size: int, files: list[dict[str, Any]]) -> None:
+        self._change(
+            backup_id,
+            "completed",
+            f"{len(files)} files, {size} bytes",
+            status=BackupStatus.COMPLETE,
+            completed_at=utcnow(),
+            size=size,
+            files=files,
+        )
+
+    def mark_failed(self, backup_id: str, error: str, checks: list[dict[str, Any]] | None = None) -> None:
+        extra = {"checks": checks} if checks is not None else {}
+        self._change(
+            backup_id, "failed", redact(error), status=BackupStatus.FAILED, error=redact(error), **extra
+        )
+
+    def mark_pruned(self, backup_id: str, reason: str) -> None:
+        self._change(backup_id, "pruned", reason, status=BackupStatus.PRUNED, pruned_at=utcnow())
+
+    def record_checks(self, backup_id: str, checks: list[dict[str, Any]]) -> None:
+        self._change(backup_id, "checked", _checks_line(checks), checks=checks)
+
+    def record_verify(self, backup_id: str, result: dict[str, Any]) -> None:
+        detail = "ok" if result.get("ok") else f"FAILED: {result.get('problems')}"
+        self._change(backup_id, "verified", detail, verified_at=utcnow(), verify_result=result)
+
+    def get(self, backup_id: str) -> BackupRecord | None:
+        with self._guard("read a backup"), self.engine.connect() as conn:
+            row = conn.execute(select(db.backups).where(db.backups.c.id == backup_id)).mappings().first()
+        return None if row is None else BackupRecord(**row)
+
+    def list(
+        self,
+        *,
+        instance: str | None = None,
+        target_root: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+    ) -> list[BackupRecord]:
+        """Newest first."""
+        query = select(db.backups).order_by(db.backups.c.created_at.desc(), db.backups.c.id.desc())
+        for column, value in (("instance", instance), ("target_root", target_root), ("status", status)):
+            if value is not None:
+                query = query.where(db.backups.c[column] == value)
+        if limit:
+            query = query.limit(limit)
+        with self._guard("list backups"), self.engine.connect() as conn:
+            return [BackupRecord(**row) for row in conn.execute(query).mappings()]
+
+    def _change(self, backup_id: str, event: str, detail: str, **values: Any) -> None:
+        with self._guard(f"record that backup {backup_id} {event}"), self.engine.begin() as conn:
+            events = conn.execute(select(db.backups.c.events).where(db.backups.c.id == backup_id)).scalar()
+            conn.execute(
+                update(db.backups)
+                .where(db.backups.c.id == backup_id)
+                .values(events=[*(events or []), _event(event, detail)], **values)
+            )
+
+    def _guard(self, action: str):
+        return _Guard(self.store.safe_url, action)
+
+
+class _Guard:
+    def __init__(self, url: str, action: str):
+        self.url, self.action = url, action
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if isinstance(exc, SQLAlchemyError):
+            raise HistoryError(
+                f"backup catalog in {self.url}: could not {self.action}: {redact(str(exc))}"
+            ) from None
+        return False
+
+
+def _event(event: str, detail: str) -> dict[str, Any]:
+    return {"at": isoformat(utcnow()), "event": event, "detail": detail}
+
+
+def _checks_line(checks: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{c.get('file')}: {c.get('verdict')}" for c in checks) or "nothing checked"

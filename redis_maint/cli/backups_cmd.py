@@ -1,0 +1,237 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from redis_maint.cli import App, pass_app
+from redis_maint.cli.output import emit_json, table
+
+STATUSES = ["pending", "complete", "failed", "pruned"]
+
+
+@click.group()
+def backups() -> None:
+    """Backups in the catalog: list, show, verify and restore them."""
+
+
+@backups.command("list")
+@click.option("--instance", help="Only this instance (default: all).")
+@click.option("--status", type=click.Choice(STATUSES), help="Only backups with this status.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON array on stdout, newest first.")
+@pass_app
+def list_(app: App, instance: str | None, status: str | None, limit: int, as_json: bool) -> None:
+    """Backups from the catalog, newest first (pruned and failed ones too)."""
+    from redis_maint.catalog import Catalog
+
+    rows = [r.to_json() for r in Catalog(app.store()).list(instance=instance, status=status, limit=limit)]
+    if as_json:
+        emit_json(rows)
+        return
+    table(
+        None,
+        ["id", "created", "status", "size", "files", "verified", "target"],
+        [
+            [
+                r["id"],
+                r["created_at"],
+                r["status"],
+                _size(r["size"]),
+                len(r["files"]),
+                _verified(r),
+                r["target"],
+            ]
+            for r in rows
+        ],
+    )
+
+
+@backups.command()
+@click.argument("backup_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="JSON object on stdout.")
+@pass_app
+def show(app: App, backup_id: str, as_json: bool) -> None:
+    """A backup's manifest (read from the target) and its history (from the catalog)."""
+    from redis_maint.errors import MaintenanceError
+
+    _settings, located, target = _open(app, backup_id)
+    record = located.record
+    try:
+        from redis_maint.backups import read_manifest
+
+        manifest, manifest_error = read_manifest(target, located.location), None
+    except MaintenanceError as exc:
+        manifest, manifest_error = None, str(exc)
+    finally:
+        target.close()
+    run = app.store().get(record.run_id) if record is not None and record.run_id else None
+    out = {
+        "id": backup_id,
+        "target": target.uri_for(located.location),
+        "catalog": None if record is None else _record_detail(record),
+        "manifest": manifest,
+        "manifest_error": manifest_error,
+        "run": None if run is None else run.to_json(),
+    }
+    if as_json:
+        emit_json(out)
+    else:
+        _describe(out)
+
+
+@backups.command()
+@click.argument("backup_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="The verification result as JSON on stdout.")
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="Also run redis-check-aof/rdb on a downloaded copy and load it in a throwaway redis-server "
+    "container (needs Docker); records the key and session counts it loaded.",
+)
+@pass_app
+def verify(app: App, backup_id: str, as_json: bool, deep: bool) -> None:
+    """Download every file, recompute its sha256 against the manifest, record the result.
+
+    Exit 0 when every file matches (and, with --deep, every check is ok and Redis loads it),
+    1 otherwise.
+    """
+    from redis_maint.backups import verify as verify_backup
+    from redis_maint.catalog import Catalog
+
+    settings, located, target = _open(app, backup_id, refuse_pruned=True)
+    record = located.record
+    try:
+        result = verify_backup(
+            target, located.location, backup_id, catalog_files=record.files if record is not None else None
+        )
+        if deep:
+            import os
+
+            from redis_maint.deep_verify import add_deep
+
+            result = add_deep(settings, target, located.location, result, run_id=f"cli-{os.getpid()}")
+    finally:
+        target.close()
+    if record is not None:
+        Catalog(app.store()).record_verify(backup_id, result)
+    if as_json:
+        emit_json(result)
+    else:
+        for f in result["files"]:
+            click.echo(f"{f['verdict']:8} {f['path']} ({f['size']} bytes)")
+        if deep:
+            from redis_maint.deep_verify import describe
+
+            for line in describe(result):
+                click.echo(line)
+        click.echo(
+            f"backup {backup_id}: {'OK' if result['ok'] else 'FAILED'} (manifest {result['manifest']})"
+        )
+        for problem in result["problems"]:
+            click.echo(f"  - {problem}")
+    raise click.exceptions.Exit(0 if result["ok"] else 1)
+
+
+@backups.command()
+@click.argument("backup_id", metavar="ID")
+@click.option(
+    "--target",
+    "directory",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to lay the Redis files out in (empty, unless --force).",
+)
+@click.option("--force", is_flag=True, help="Restore into a non-empty DIR, moving its Redis files aside.")
+@click.option("--json", "as_json", is_flag=True, help="What was restored, as JSON on stdout.")
+@pass_app
+def restore(app: App, backup_id: str, directory: Path, force: bool, as_json: bool) -> None:
+    """Download and verify a backup, then lay out dump.rdb and appendonlydir/ in DIR.
+
+    Stop the Redis that uses DIR first; start it again with the same appendonly setting.
+    """
+    from redis_maint.backups import restore as restore_backup
+
+    _settings, located, target = _open(app, backup_id, refuse_pruned=True)
+    try:
+        result = restore_backup(target, located.location, directory, force=force)
+    finally:
+        target.close()
+    if as_json:
+        emit_json(result)
+        return
+    for f in result["files"]:
+        click.echo(f"restored {f['path']} ({f['size']} bytes, sha256 ok)")
+    if result["moved_aside"]:
+        click.echo(f"files that were in the way were moved to {result['moved_aside']}")
+    click.echo(f"backup {backup_id} restored into {result['dir']}; start Redis with:\n  {result['next']}")
+
+
+def _open(app: App, backup_id: str, refuse_pruned: bool = False):
+    from jobs.backup import open_backup_target
+    from redis_maint.backups import locate
+    from redis_maint.catalog import BackupStatus, Catalog
+    from redis_maint.errors import UsageError
+
+    settings = app.settings()
+    configured = open_backup_target(settings)
+    try:
+        located = locate(backup_id, Catalog(app.store()), configured, settings.instance)
+    finally:
+        configured.close()
+    record = located.record
+    if refuse_pruned and record is not None and record.status == BackupStatus.PRUNED:
+        raise UsageError(
+            f"backup {backup_id} was pruned by retention at {record.pruned_at}; its files are gone"
+        )
+    return settings, located, open_backup_target(settings, located.target_root)
+
+
+def _record_detail(record) -> dict[str, Any]:
+    from redis_maint.timeutil import isoformat
+
+    return {
+        **record.to_json(),
+        "target_root": record.target_root,
+        "location": record.location,
+        "server": record.server,
+        "checks": record.checks,
+        "verify_result": record.verify_result,
+        "events": record.events,
+        "created_at": isoformat(record.created_at),
+    }
+
+
+def _describe(out: dict[str, Any]) -> None:
+    import json
+
+    click.echo(f"backup {out['id']} at {out['target']}")
+    catalog = out["catalog"]
+    if catalog is None:
+        click.echo("  not in the catalog (found on the target by its manifest)")
+    else:
+        click.echo(f"  status {catalog['status']}, {_size(catalog['size'])}, created {catalog['created_at']}")
+        for event in catalog["events"] or []:
+            click.echo(f"  {event['at']}  {event['event']:10} {event['detail']}")
+    if out["manifest_error"]:
+        click.echo(f"  manifest: {out['manifest_error']}")
+    if out["manifest"]:
+        click.echo("manifest.json:")
+        click.echo(json.dumps(out["manifest"], indent=2))
+
+
+def _size(size: int | None) -> str:
+    if size is None:
+        return ""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
+def _verified(row: dict[str, Any]) -> str:
+    if row["verified_at"] is None:
+        return ""
+    return f"{'ok' if row['verify_ok'] else 'FAILED'} {row['verified_at']}"

@@ -1,0 +1,238 @@
+"""Deep verification of a stored backup: a restore drill no operator has to remember.
+
+1. download every file into a disposable directory, checking each sha256 against the manifest
+   (redis_maint.backups.download_verified: the same layout a restore uses);
+2. redis-check-aof and redis-check-rdb on that copy, in one throwaway container (integrity);
+3. a throwaway `redis-server` container started on the copy (no network: it listens on a unix
+   socket in its tmpfs and is queried with `docker exec redis-cli`), reporting how many keys
+   and how many `session:*` keys it loaded.
+
+Keys with a TTL that has passed since the backup are not loaded, so an old backup can load
+fewer keys than the source had; `source_keys` and `keys` are both recorded, never judged.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from redis_maint import backups, integrity
+from redis_maint.containers import ContainerSpec, Engine, plan_mount
+from redis_maint.errors import ContainerError, IntegrityError, JobCancelledError, JobTimeoutError
+from redis_maint.storage import Target
+
+SOCKET = "/tmp/redis.sock"
+POLL_S = 0.2
+_KEYSPACE = re.compile(r"^db(?P<db>\d+):keys=(?P<keys>\d+),expires=(?P<expires>\d+)", re.M)
+# SCAN inside one script: the server is ours alone, so blocking it costs nobody anything.
+_COUNT_SCRIPT = (
+    "local n, cursor = 0, '0' "
+    "repeat local r = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000) "
+    "cursor = r[1]; n = n + #r[2] until cursor == '0' return n"
+)
+
+
+@dataclass(frozen=True)
+class DrillOptions:
+    run_id: int | str
+    timeout_s: float  # for the whole drill: download, checks and the server
+    session_pattern: str = "session:*"
+    db: int = 0
+    cancel: threading.Event | None = None
+    checkpoint: Callable[[], None] | None = None
+
+
+def deep_verify(settings: Any, target: Target, location: str, opts: DrillOptions) -> dict[str, Any]:
+    """Download, check and load one backup; the `deep` part of a verify result (`ok` included)."""
+    deadline = time.monotonic() + opts.timeout_s
+    work = Path(settings.docker.snapshot_dir) / f"verify-{opts.run_id}-{secrets.token_hex(3)}"
+    result: dict[str, Any] = {"ok": False, "checks": [], "server": None, "problems": []}
+    try:
+        t0 = time.monotonic()
+        try:
+            manifest = backups.download_verified(target, location, work, opts.checkpoint)
+        except IntegrityError as exc:
+            result["problems"].append(str(exc))
+            return result
+        result["download_s"] = round(time.monotonic() - t0, 3)
+        result["source_keys"] = manifest.get("dbsize")
+        result["checks"] = _checks(settings, work, manifest, opts, deadline)
+        result["server"] = load_in_server(settings, work, manifest, opts, deadline)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if not integrity.checks_ok(result["checks"]):
+        result["problems"].append(f"integrity check: {integrity.describe_failures(result['checks'])}")
+    result["ok"] = not result["problems"]
+    return result
+
+
+def _checks(settings: Any, work: Path, manifest: dict[str, Any], opts: DrillOptions, deadline: float) -> list:
+    found = integrity.targets(manifest.get("aof_manifest"), manifest.get("rdb"))
+    results = integrity.check_dir(
+        settings, work, found, run_id=opts.run_id, cancel=opts.cancel, timeout_s=_left(deadline)
+    )
+    return [r.to_dict() for r in results]
+
+
+def load_in_server(
+    settings: Any, data: Path, manifest: dict[str, Any], opts: DrillOptions, deadline: float
+) -> dict[str, Any]:
+    """Start redis-server on `data` in a throwaway container; count what it loaded."""
+    engine = Engine(settings.docker, opts.run_id)
+    try:
+        engine.ensure_image(settings.check_image)
+        integrity.hand_over(data, settings.docker.user)
+        mount = plan_mount(data, settings.docker)
+        spec = ContainerSpec(
+            settings.check_image, server_command(manifest, mount.workdir), "verify-server", mount
+        )
+        t0 = time.monotonic()
+        with engine.started(spec, _left(deadline)) as container:
+            _wait_until_loaded(engine, container, deadline, opts.cancel)
+            load_s = round(time.monotonic() - t0, 3)
+            keyspace = _cli(engine, container, ["INFO", "keyspace"], deadline)
+            sessions = _cli(engine, container, _count_command(opts), deadline)
+            log = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+    finally:
+        engine.close()
+    return {**parse_keyspace(keyspace, opts.db), "sessions": _int(sessions), "load_s": load_s, **_source(log)}
+
+
+def server_command(manifest: dict[str, Any], workdir: str) -> list[str]:
+    """redis-server on the restored layout: AOF when the backup has one (Redis prefers it), else RDB."""
+    rdb = manifest.get("rdb") or "dump.rdb"
+    cmd = ["redis-server", "--dir", workdir, "--dbfilename", rdb, "--port", "0", "--unixsocket", SOCKET]
+    cmd += ["--save", "", "--aof-load-truncated", "yes"]
+    aof = manifest.get("aof_manifest")
+    if not aof:
+        return [*cmd, "--appendonly", "no"]
+    cmd += ["--appendonly", "yes"]
+    if "/" in aof:
+        directory, name = aof.split("/", 1)
+        return [*cmd, "--appenddirname", directory, "--appendfilename", name.removesuffix(".manifest")]
+    return [*cmd, "--appendfilename", aof]
+
+
+def parse_keyspace(info: str, db: int) -> dict[str, Any]:
+    """`INFO keyspace` -> total keys and expires, and the keys of the sessions' db."""
+    dbs = {int(m["db"]): (int(m["keys"]), int(m["expires"])) for m in _KEYSPACE.finditer(info)}
+    return {
+        "keys": sum(k for k, _ in dbs.values()),
+        "expires": sum(e for _, e in dbs.values()),
+        "db": db,
+        "db_keys": dbs.get(db, (0, 0))[0],
+    }
+
+
+def _count_command(opts: DrillOptions) -> list[str]:
+    return ["-n", str(opts.db), "EVAL", _COUNT_SCRIPT, "0", opts.session_pattern]
+
+
+def _wait_until_loaded(
+    engine: Engine, container: Any, deadline: float, cancel: threading.Event | None
+) -> None:
+    while True:
+        if cancel is not None and cancel.is_set():
+            raise JobCancelledError("stopped because the daemon is shutting down")
+        container.reload()
+        if container.status in ("exited", "dead"):
+            log = container.logs(tail=8).decode("utf-8", "replace").strip()
+            raise IntegrityError(f"redis-server could not load the backup and exited:\n{log}")
+        code, out = engine.exec(container, ["redis-cli", "-s", SOCKET, "PING"], _left(deadline))
+        if code == 0 and out.strip() == "PONG":
+            return
+        if time.monotonic() >= deadline:
+            raise JobTimeoutError(
+                f"redis-server was still loading the backup at the deadline (last: {out.strip()})"
+            )
+        time.sleep(POLL_S)
+
+
+def _cli(engine: Engine, container: Any, args: list[str], deadline: float) -> str:
+    code, out = engine.exec(container, ["redis-cli", "-s", SOCKET, *args], _left(deadline))
+    if code != 0 or out.startswith(("ERR", "(error)")):
+        raise ContainerError(
+            f"redis-cli {args[0]} in the verify container failed (exit {code}): {out.strip()[:300]}"
+        )
+    return out
+
+
+def _source(log: str) -> dict[str, Any]:
+    if "DB loaded from append only file" in log:
+        return {"loaded_from": "aof"}
+    if "DB loaded from disk" in log:
+        return {"loaded_from": "rdb"}
+    return {"loaded_from": None}
+
+
+def _int(text: str) -> int | None:
+    text = text.strip().removeprefix("(integer) ")
+    return int(text) if text.lstrip("-").isdigit() else None
+
+
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise JobTimeoutError("deep verification ran out of time; raise the job's timeout or docker.timeout")
+    return left
+
+
+def add_deep(
+    settings: Any,
+    target: Target,
+    location: str,
+    result: dict[str, Any],
+    *,
+    run_id: int | str,
+    cancel: threading.Event | None = None,
+    checkpoint: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Extend a `backups.verify` result with the drill (skipped when a sha256 already failed)."""
+    if not result["ok"]:
+        result["deep"] = {"ok": False, "skipped": "the stored files failed their sha256 check"}
+        return result
+    job = settings.job("backup-verify")
+    opts = DrillOptions(
+        run_id=run_id,
+        timeout_s=job.timeout.total_seconds(),
+        session_pattern=job.session_pattern,
+        db=session_db(settings.redis_url),
+        cancel=cancel,
+        checkpoint=checkpoint,
+    )
+    deep = deep_verify(settings, target, location, opts)
+    result["deep"] = deep
+    result["problems"] = [*result["problems"], *deep["problems"]]
+    result["ok"] = bool(deep["ok"])
+    return result
+
+
+def describe(result: dict[str, Any]) -> list[str]:
+    """Lines for people: each check's verdict and what the throwaway server loaded."""
+    deep = result.get("deep")
+    if not deep:
+        return []
+    if "skipped" in deep:
+        return [f"deep: skipped ({deep['skipped']})"]
+    lines = [f"{c['verdict']:8} {c['file']} ({c['tool']})" for c in deep["checks"]]
+    server = deep.get("server")
+    if server:
+        lines.append(
+            f"loaded   {server['keys']} keys ({server['sessions']} sessions) "
+            f"from {server['loaded_from'] or '?'} in {server['load_s']}s; the source had {deep.get('source_keys')}"
+        )
+    return lines
+
+
+def session_db(redis_url: str) -> int:
+    """The db index of the maintained Redis URL (/N, or ?db=N for unix sockets)."""
+    from redis.connection import parse_url
+
+    return int(parse_url(redis_url).get("db") or 0)

@@ -1,0 +1,65 @@
+"""The figures of one sweep, in the shape the issue fixes for the run summary."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+REASONS = ("stale", "expired_no_ttl", "unreadable", "organisation", "all")
+TOP_ORGS = 10
+
+
+def _text(key: bytes) -> str:
+    return key.decode("utf-8", errors="backslashreplace")
+
+
+@dataclass
+class SweepReport:
+    scanned: int = 0
+    deleted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    ttl_repaired: int = 0
+    unreadable: int = 0
+    unreadable_samples: list[str] = field(default_factory=list)
+    changed: int = 0  # rewritten, gone or given a TTL between our read and our change: left alone
+    vanished: int = 0  # gone between SCAN and the read
+    moved: int = 0  # Cluster: the slot moved mid-sweep; the next sweep sees these keys on their new node
+    nodes: int = 0
+    persistent_keys: int = 0  # keys without TTL when the sweep started; 0 lets it skip the TTL probe
+    by_org: Counter = field(default_factory=Counter)
+    sample_limit: int = 5
+
+    def note_unreadable(self, key: bytes) -> None:
+        self.unreadable += 1
+        if len(self.unreadable_samples) < self.sample_limit:
+            self.unreadable_samples.append(_text(key))
+
+    def remain(self, org: str) -> None:
+        self.by_org[org] += 1
+
+    def applied(self, reason: str, code: int) -> None:
+        """Count one change by the code the check-and-act script returned (dry-run passes 1 or 2)."""
+        if code == 0:
+            self.changed += 1
+        elif reason == "ttl":
+            self.ttl_repaired += 1
+        else:
+            self.deleted[reason] += 1
+
+    def summary(self, duration_s: float) -> dict[str, Any]:
+        return {
+            "scanned": self.scanned,
+            "deleted": dict(self.deleted),
+            "ttl_repaired": self.ttl_repaired,
+            "unreadable": self.unreadable,
+            "unreadable_samples": list(self.unreadable_samples),
+            "changed_skipped": self.changed,
+            "vanished": self.vanished,
+            "moved": self.moved,
+            "remaining": sum(self.by_org.values()),
+            "remaining_by_org": dict(self.by_org.most_common(TOP_ORGS)),
+            "nodes": self.nodes,
+            "persistent_keys_at_start": self.persistent_keys,
+            "duration_s": round(duration_s, 3),
+            "keys_per_s": round(self.scanned / duration_s) if duration_s > 0 else None,
+        }

@@ -1,0 +1,93 @@
+"""Sweeps and counts over every node that holds sessions. Jobs and the CLI call these."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import redis
+from redis.exceptions import ResponseError
+
+from redis_maint.errors import MaintenanceError
+from redis_maint.redact import redact
+from redis_maint.redis_conn import call
+from redis_maint.sessions.engine import AfterRead, Batching, NodeSweep
+from redis_maint.sessions.report import SweepReport
+from redis_maint.sessions.rules import Layout, Mode, Plan
+from redis_maint.sessions.topology import memory_ratio, persistent_keys, primaries, server_time_ms
+
+Tick = Callable[[int], None]
+DEFAULT_BATCHING = Batching()
+
+
+def sweep(
+    client: redis.Redis,
+    url: str,
+    plan: Plan,
+    *,
+    batching: Batching = DEFAULT_BATCHING,
+    timeout: timedelta = timedelta(seconds=5),
+    on_start: Callable[[int], None] | None = None,
+    on_tick: Tick | None = None,
+    after_read: AfterRead | None = None,
+    sample_limit: int = 5,
+) -> SweepReport:
+    """Run `plan` on every primary. `on_start(total keys)` and `on_tick(keys scanned)` report progress;
+    `after_read(keys)` runs between the read of a batch and its check-and-act (a seam for tests)."""
+    report = SweepReport(sample_limit=sample_limit)
+    tick = on_tick or (lambda n: None)
+    with primaries(client, url, timeout) as (nodes, slotted):
+        report.nodes = len(nodes)
+        if on_start is not None:
+            on_start(sum(call(url, n.client.dbsize) for n in nodes))
+        for node in nodes:
+            node_plan = plan.at(call(url, server_time_ms, node.client))
+            probe = plan.reads_ttl and _count_persistent(url, node.client, report) > 0
+            engine = NodeSweep(
+                node.client,
+                node_plan,
+                batching,
+                report,
+                slotted=slotted,
+                probe_ttl=probe,
+                after_read=after_read,
+            )
+            try:
+                call(url, engine.run, tick)
+            except ResponseError as exc:
+                raise MaintenanceError(
+                    f"Redis node {node.name} refused a sweep command: {redact(str(exc))}; "
+                    "the sweep stopped there (changes made before it stand). Check the node's log, then sweep again"
+                ) from None
+    return report
+
+
+def _count_persistent(url: str, client: redis.Redis, report: SweepReport) -> int:
+    n = call(url, persistent_keys, client)
+    report.persistent_keys += n
+    return n
+
+
+def count(
+    client: redis.Redis,
+    url: str,
+    layout: Layout,
+    *,
+    by_org: bool = False,
+    batching: Batching = DEFAULT_BATCHING,
+    timeout: timedelta = timedelta(seconds=5),
+) -> dict[str, Any]:
+    """`{"total": N}`, plus `by_org` (every organisation) and `unreadable` when asked. SCAN only."""
+    plan = Plan(mode=Mode.CENSUS if by_org else Mode.COUNT, layout=layout, dry_run=True)
+    report = sweep(client, url, plan, batching=batching, timeout=timeout)
+    if not by_org:
+        return {"total": report.scanned}
+    by = dict(sorted(report.by_org.items(), key=lambda kv: (-kv[1], kv[0])))
+    return {"total": sum(by.values()) + report.unreadable, "by_org": by, "unreadable": report.unreadable}
+
+
+def pressure_ratio(client: redis.Redis, url: str, timeout: timedelta = timedelta(seconds=5)) -> float | None:
+    """used_memory/maxmemory (the highest over Cluster primaries), None when maxmemory is unset."""
+    with primaries(client, url, timeout) as (nodes, _slotted):
+        return call(url, memory_ratio, nodes)

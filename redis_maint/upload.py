@@ -1,0 +1,55 @@
+"""Writing a backup to a target: data files first, manifest.json last.
+
+A backup without a manifest is incomplete by definition, so whatever stops an upload
+(an error, SIGTERM, the deadline) leaves nothing that looks complete. We also delete what
+was written, best effort; retention removes what that misses once it is a day old.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from redis_maint.backups import MANIFEST, encode_manifest
+from redis_maint.redact import redact
+from redis_maint.storage import Target, join
+
+log = logging.getLogger("redis_maint.upload")
+
+
+def upload_backup(
+    target: Target,
+    location: str,
+    snapshot: Any,
+    manifest: dict[str, Any],
+    *,
+    checkpoint: Callable[[], None],
+    on_bytes: Callable[[int], None] | None = None,
+) -> None:
+    written: list[str] = []
+    try:
+        for f in snapshot.files:
+            key = join(location, f.path)
+            written.append(key)  # before the call: a failed upload may have left a part
+            target.put_file(
+                key, snapshot.root / f.path, sha256=f.sha256, checkpoint=checkpoint, on_bytes=on_bytes
+            )
+        checkpoint()
+        target.put_bytes(join(location, MANIFEST), encode_manifest(manifest))
+    except BaseException:
+        discard(target, location, written)
+        raise
+
+
+def discard(target: Target, location: str, keys: list[str]) -> None:
+    """Delete a failed backup's objects; never raises (the upload's own error is the one to report)."""
+    try:
+        found = [o.key for o in target.list(location + "/")]
+        target.delete(sorted(set(found) | set(keys)))
+        log.info("removed the objects of a failed backup", extra={"location": target.uri_for(location)})
+    except Exception as exc:
+        log.warning(
+            "could not remove the objects of a failed backup; retention removes them after a day",
+            extra={"location": target.uri_for(location), "error": redact(str(exc))},
+        )

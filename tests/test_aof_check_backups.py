@@ -1,0 +1,134 @@
+"""Integrity checks wired into backups: verify before upload, `backups verify --deep`, backup-verify.
+
+Real Redis 7 (appendonly yes), a local-directory backup target and a real Docker engine.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ("tests.docker_fixtures",)
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def source(redis_server, check_image, no_leftovers, monkeypatch, tmp_path):
+    """A Redis with sessions in the AOF base and incr files, backups staged under tmp_path."""
+    monkeypatch.setenv("REDIS_MAINT_JOBS__BACKUP__STAGING_DIR", str(tmp_path / "staging"))
+    client = redis_server.client()
+    client.mset({f"session:{i}": json.dumps({"sub": i}) for i in range(250)})
+    client.bgrewriteaof()
+    _wait(lambda: not client.info("persistence")["aof_rewrite_in_progress"])
+    client.mset({f"cache:{i}": "x" for i in range(30)})
+    client.set("session:last", "{}")
+    return redis_server
+
+
+def _wait(predicate, timeout: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _backup(cli) -> tuple[int, dict]:
+    result = cli("run", "backup", "--json")
+    return result.exit_code, json.loads(result.stdout)
+
+
+def _manifests(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "backups").rglob("manifest.json"))
+
+
+def test_backup_checks_its_snapshot_and_records_the_verdicts(source, cli, tmp_path):
+    code, run = _backup(cli)
+    assert code == 0, run["error"]
+    verdicts = {(c["tool"], c["file"], c["verdict"]) for c in run["summary"]["checks"]}
+    assert verdicts == {
+        ("redis-check-aof", "appendonlydir/appendonly.aof.manifest", "ok"),
+        ("redis-check-rdb", "dump.rdb", "ok"),
+    }
+    (manifest,) = _manifests(tmp_path)
+    assert json.loads(manifest.read_text())["checks"] == run["summary"]["checks"]
+    shown = json.loads(cli("backups", "show", run["summary"]["backup_id"], "--json").stdout)
+    assert shown["catalog"]["checks"] == run["summary"]["checks"]
+
+
+def test_a_corrupt_snapshot_is_not_uploaded_and_the_catalog_says_why(source, cli, tmp_path):
+    base = next((source.dir / "appendonlydir").glob("*.base.rdb"))
+    with open(base, "r+b") as f:
+        f.seek(base.stat().st_size // 2)
+        f.write(b"\x00\xff\x00\xff")
+
+    code, run = _backup(cli)
+
+    assert code == 1
+    assert "failed its integrity check, so nothing was uploaded" in run["error"]
+    assert base.name in run["error"] and "corrupt" in run["error"]
+    assert _manifests(tmp_path) == []
+    (row,) = json.loads(cli("backups", "list", "--json").stdout)
+    assert row["status"] == "failed"
+    shown = json.loads(cli("backups", "show", row["id"], "--json").stdout)
+    bad = [c for c in shown["catalog"]["checks"] if c["verdict"] != "ok"]
+    assert [(c["file"], c["verdict"]) for c in bad] == [(f"appendonlydir/{base.name}", "corrupt")]
+
+
+def test_verify_deep_loads_the_backup_and_finds_the_source_key_count(source, cli):
+    source_keys = source.client().dbsize()
+    code, run = _backup(cli)
+    assert code == 0, run["error"]
+    backup_id = run["summary"]["backup_id"]
+
+    result = cli("backups", "verify", backup_id, "--deep", "--json")
+
+    assert result.exit_code == 0, result.stdout
+    deep = json.loads(result.stdout)["deep"]
+    assert deep["ok"] is True
+    assert deep["source_keys"] == source_keys == 281
+    assert deep["server"]["keys"] == source_keys
+    assert deep["server"]["sessions"] == 251
+    assert deep["server"]["loaded_from"] == "aof"
+    assert {c["verdict"] for c in deep["checks"]} == {"ok"}
+    recorded = json.loads(cli("backups", "show", backup_id, "--json").stdout)["catalog"]["verify_result"]
+    assert recorded["deep"]["server"]["keys"] == source_keys
+
+
+def test_verify_deep_says_what_it_loaded_for_people(source, cli):
+    _, run = _backup(cli)
+    result = cli("backups", "verify", run["summary"]["backup_id"], "--deep")
+    assert result.exit_code == 0
+    assert "loaded   281 keys (251 sessions) from aof" in result.stdout
+
+
+def test_verify_deep_skips_the_drill_when_a_stored_file_is_damaged(source, cli, tmp_path):
+    _, run = _backup(cli)
+    stored = next(p for p in (tmp_path / "backups").rglob("dump.rdb"))
+    stored.write_bytes(stored.read_bytes()[:-8] + b"\x00" * 8)
+    result = cli("backups", "verify", run["summary"]["backup_id"], "--deep", "--json")
+    assert result.exit_code == 1
+    out = json.loads(result.stdout)
+    assert out["deep"] == {"ok": False, "skipped": "the stored files failed their sha256 check"}
+
+
+def test_backup_verify_job_drills_the_newest_complete_backup(source, cli):
+    _, first = _backup(cli)
+    source.client().set("session:newer", "{}")
+    _, newest = _backup(cli)
+
+    result = cli("run", "backup-verify", "--json")
+
+    assert result.exit_code == 0, result.stdout
+    summary = json.loads(result.stdout)["summary"]
+    assert summary["backup_id"] == newest["summary"]["backup_id"] != first["summary"]["backup_id"]
+    assert summary["deep"]["server"]["keys"] == summary["deep"]["source_keys"] == 282
+
+
+def test_backup_verify_without_any_backup_fails_and_says_what_to_do(source, cli):
+    result = cli("run", "backup-verify", "--json")
+    assert result.exit_code == 1
+    assert "run `redis-maint run backup` first" in json.loads(result.stdout)["error"]
