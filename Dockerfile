@@ -33,8 +33,8 @@ RUN set -eu; \
     getent group "$DOCKER_GID" >/dev/null || groupadd --gid "$DOCKER_GID" docker; \
     useradd --uid "$UID" --gid "$REDIS_GID" --groups "$DOCKER_GID" --no-create-home \
         --home-dir /var/lib/redis-maint --shell /usr/sbin/nologin redis-maint; \
-    mkdir -p /var/lib/redis-maint /data; \
-    chown "$UID:$REDIS_GID" /var/lib/redis-maint
+    mkdir -p /var/lib/redis-maint/check /data; \
+    chown -R "$UID:$REDIS_GID" /var/lib/redis-maint
 COPY --from=build /opt/venv /opt/venv
 
 ENV PATH=/opt/venv/bin:$PATH \
@@ -48,7 +48,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 # Relative paths in the settings (./var/...) land in the history volume.
 WORKDIR /var/lib/redis-maint
 VOLUME /var/lib/redis-maint
-USER ${UID}:${REDIS_GID}
+USER ${UID}
 EXPOSE 9187
 
 # /healthz describes the sidecar (scheduler, history, stuck runs), not Redis. No curl needed.

@@ -15,9 +15,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# redis-server (and the Docker engine) from Debian's packages when absent
+# redis-server and the Docker engine from Debian's packages when absent; dockerd started;
+# the check image built locally (no registry is reachable here).
+CHECK_IMAGE ?= redis-maint-check:7
 system-deps:
 	bash scripts/system-deps.sh redis
+	bash scripts/ensure-dockerd.sh
+	bash scripts/build-check-image.sh $(CHECK_IMAGE)
 
 lint: venv
 	$(BIN)/ruff check .
@@ -31,7 +35,7 @@ test: venv system-deps lint
 	$(BIN)/python -m pytest
 
 demo: venv system-deps
-	bash scripts/demo.sh
+	CHECK_IMAGE=$(CHECK_IMAGE) bash scripts/demo.sh
 
 config-sample: venv
 	$(BIN)/redis-maint config sample > config/redis-maint.toml

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from jobs import aof_check, backup, backup_age, backup_verify, health
+from jobs import aof_check, backup, backup_age, backup_verify, health, session_delete, session_sweep
 from jobs.base import Job
 
 REGISTRY: dict[str, Job] = {
-    job.name: job for job in (health.JOB, backup.JOB, aof_check.JOB, backup_age.JOB, backup_verify.JOB)
+    job.name: job
+    for job in (
+        health.JOB,
+        backup.JOB,
+        aof_check.JOB,
+        backup_age.JOB,
+        backup_verify.JOB,
+        session_sweep.JOB,
+        session_delete.JOB,
+    )
 }
 
 

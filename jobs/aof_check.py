@@ -18,6 +18,7 @@ from config.types import Duration, JobSettings, ScheduleField, schedule_default
 from jobs.base import Job, JobContext
 from redis_maint import integrity
 from redis_maint.errors import JobFailedError
+from redis_maint.interrupts import signals_cancel
 from redis_maint.snapshot import discover_layout, take_snapshot
 
 
@@ -38,6 +39,12 @@ def run(ctx: JobContext) -> dict[str, Any]:
     staging = Path(ctx.settings.docker.snapshot_dir) / f"aof-check-{ctx.run_id}"
     if ctx.dry_run:
         return {"checks": [], "would_snapshot": ctx.settings.data_dir, "staging": str(staging), **_image(ctx)}
+    # SIGTERM in a foreground `run` must kill and remove the container, not just this process.
+    with signals_cancel(ctx.cancel):
+        return _check(ctx, s, staging)
+
+
+def _check(ctx: JobContext, s: AofCheckSettings, staging: Path) -> dict[str, Any]:
     data_dir = Path(ctx.settings.data_dir)
     # No BGSAVE here, so a Redis that never saved has no RDB: check the AOF alone then.
     rdb = discover_layout(ctx.redis()).rdb

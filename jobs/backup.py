@@ -148,6 +148,8 @@ def _backup(ctx: JobContext, s: BackupSettings) -> dict[str, Any]:
     summary: dict[str, Any] = {"backup_id": backup_id, "target": target.uri_for(location), "durations_s": {}}
     catalog = Catalog(ctx.store)
     try:
+        summary["phase"] = "target check"
+        target.preflight()  # a missing bucket fails now, not after BGSAVE and a long copy
         snapshot = _snapshot(ctx, s, staging_root / backup_id, summary)
         _add_to_catalog(catalog, ctx, backup_id, target, location, now, snapshot)
         summary["checks"] = _integrity(ctx, s, snapshot, catalog, backup_id, summary)
@@ -292,6 +294,7 @@ def _dry_run(ctx: JobContext, s: BackupSettings) -> dict[str, Any]:
     files = planned_files(ctx.redis(), Path(ctx.settings.data_dir))
     target = open_backup_target(ctx.settings)
     try:
+        target.preflight()
         retention = _apply_retention(ctx, s, target, dry_run=True) if s.prune else None
         location = backups.location_for(ctx.settings.instance, "<backup-id>", utcnow())
         return {

@@ -18,6 +18,7 @@ from jobs.base import Job, JobContext
 from redis_maint import backups, deep_verify
 from redis_maint.catalog import BackupStatus, Catalog
 from redis_maint.errors import JobFailedError
+from redis_maint.interrupts import signals_cancel
 
 
 class BackupVerifySettings(JobSettings):
@@ -45,18 +46,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
         return {"would_verify": record.id, "target": record.target}
     target = open_backup_target(ctx.settings, record.target_root)
     try:
-        result = backups.verify(
-            target, record.location, record.id, catalog_files=record.files, checkpoint=ctx.checkpoint
-        )
-        result = deep_verify.add_deep(
-            ctx.settings,
-            target,
-            record.location,
-            result,
-            run_id=ctx.run_id,
-            cancel=ctx.cancel,
-            checkpoint=ctx.checkpoint,
-        )
+        with signals_cancel(ctx.cancel):
+            result = _drill(ctx, target, record)
     finally:
         target.close()
     catalog.record_verify(record.id, result)
@@ -66,6 +57,21 @@ def run(ctx: JobContext) -> dict[str, Any]:
             f"backup {record.id} failed its restore drill: {'; '.join(result['problems'])}", summary
         )
     return summary
+
+
+def _drill(ctx: JobContext, target: Any, record: Any) -> dict[str, Any]:
+    result = backups.verify(
+        target, record.location, record.id, catalog_files=record.files, checkpoint=ctx.checkpoint
+    )
+    return deep_verify.add_deep(
+        ctx.settings,
+        target,
+        record.location,
+        result,
+        run_id=ctx.run_id,
+        cancel=ctx.cancel,
+        checkpoint=ctx.checkpoint,
+    )
 
 
 JOB = Job(

@@ -26,6 +26,7 @@ from typing import Any
 from redis_maint import backups, integrity
 from redis_maint.containers import ContainerSpec, Engine, plan_mount
 from redis_maint.errors import ContainerError, IntegrityError, JobCancelledError, JobTimeoutError
+from redis_maint.interrupts import signals_cancel
 from redis_maint.storage import Target
 
 SOCKET = "/tmp/redis.sock"
@@ -204,10 +205,12 @@ def add_deep(
         timeout_s=job.timeout.total_seconds(),
         session_pattern=job.session_pattern,
         db=session_db(settings.redis_url),
-        cancel=cancel,
+        cancel=cancel or threading.Event(),
         checkpoint=checkpoint,
     )
-    deep = deep_verify(settings, target, location, opts)
+    # SIGTERM/^C in a foreground `backups verify --deep` kills and removes the containers too.
+    with signals_cancel(opts.cancel):
+        deep = deep_verify(settings, target, location, opts)
     result["deep"] = deep
     result["problems"] = [*result["problems"], *deep["problems"]]
     result["ok"] = bool(deep["ok"])

@@ -2,23 +2,13 @@
 
 `take_snapshot` runs BGSAVE and waits for it, pauses automatic AOF rewrites, then copies
 dump.rdb and the AOF set (Redis 7 manifest + the files it names, or a legacy single
-appendonly.aof) into a staging dir, hashing each file while it is read once.
-
-Consistency comes from pinning: the manifest is read and every file it names is opened
-at once, so a later rewrite or BGSAVE that renames or deletes files cannot change what
-we copy (an open file keeps its inode). Immutable files (RDB, AOF base, manifest) must not
-change while copied; append-only files (incr, legacy AOF) are copied up to the size seen
-when pinned. Anything else is a change: the copy is retried, then failed.
+appendonly.aof) into a staging dir, hashing each file while it is read once
+(redis_maint.datafiles). Nothing here is specific to one job.
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import logging
-import os
-import shutil
-import stat
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -32,15 +22,21 @@ import redis
 from redis_maint.aof_guard import aof_rewrite_paused
 from redis_maint.aof_manifest import AofEntry, live_files, parse_aof_manifest
 from redis_maint.bgsave import bgsave_and_wait, redis_call
-from redis_maint.errors import IntegrityError, SnapshotError
+from redis_maint.datafiles import (
+    Layout,
+    SnapshotFile,
+    check_data_dir,
+    copy_consistent,
+    decode,
+    discover_layout,
+)
+from redis_maint.errors import SnapshotError
 
 log = logging.getLogger("redis_maint.snapshot")
 
-CHUNK = 1 << 20
-COPY_ATTEMPTS = 3
-
 __all__ = [
     "AofEntry",
+    "Layout",
     "Snapshot",
     "SnapshotError",
     "SnapshotFile",
@@ -48,18 +44,10 @@ __all__ = [
     "bgsave_and_wait",
     "discover_layout",
     "parse_aof_manifest",
+    "planned_files",
+    "server_facts",
     "take_snapshot",
 ]
-
-
-@dataclass(frozen=True)
-class SnapshotFile:
-    path: str  # relative, POSIX: "dump.rdb", "appendonlydir/appendonly.aof.1.base.rdb"
-    size: int
-    sha256: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "size": self.size, "sha256": self.sha256}
 
 
 @dataclass
@@ -75,48 +63,6 @@ class Snapshot:
     @property
     def size(self) -> int:
         return sum(f.size for f in self.files)
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where Redis keeps its files, from CONFIG GET, relative to the data dir."""
-
-    rdb: str
-    aof_enabled: bool
-    aof_dir: str | None  # Redis 7 appenddirname; None before 7.0
-    aof_file: str  # appendfilename: the manifest's prefix in 7.0, the file itself before
-
-
-@dataclass
-class _Pinned:
-    rel: str
-    path: Path
-    fd: int
-    st: os.stat_result
-    appendable: bool  # Redis appends to it: copy the pinned prefix
-    data: bytes | None = None  # small files read whole at pin time (the manifest)
-
-
-class _Changed(Exception):
-    """A file changed under us: retry the whole copy."""
-
-
-def discover_layout(client: redis.Redis) -> Layout:
-    values: dict[str, str] = {}
-    for name in ("dbfilename", "appendonly", "appenddirname", "appendfilename"):
-        try:
-            values.update(_decode(redis_call(client, client.config_get, name)))
-        except redis.ResponseError as exc:
-            raise SnapshotError(
-                f"CONFIG GET {name} failed ({exc}); the backup needs CONFIG GET/SET "
-                "(check that CONFIG is not renamed and that the ACL user may run it)"
-            ) from None
-    return Layout(
-        rdb=values.get("dbfilename") or "dump.rdb",
-        aof_enabled=values.get("appendonly", "no") == "yes",
-        aof_dir=values.get("appenddirname") or None,
-        aof_file=values.get("appendfilename") or "appendonly.aof",
-    )
 
 
 def take_snapshot(
@@ -137,7 +83,7 @@ def take_snapshot(
     `staging_dir` must be empty or absent; the caller removes it when done.
     """
     data_dir, staging_dir = Path(data_dir), Path(staging_dir)
-    _check_data_dir(data_dir)
+    check_data_dir(data_dir)
     staging_dir.mkdir(parents=True, exist_ok=True)
     layout = discover_layout(client)
     t0 = time.monotonic()
@@ -153,8 +99,14 @@ def take_snapshot(
                 aof_rewrite_paused(client, checkpoint=checkpoint, timeout=rewrite_timeout, note=guard_note)
             )
         t2 = time.monotonic()
-        files, manifest = _copy_with_retries(
-            client, data_dir, staging_dir, layout, include_rdb, want_aof, checkpoint
+        files, manifest = copy_consistent(
+            client,
+            data_dir,
+            staging_dir,
+            layout,
+            include_rdb=include_rdb,
+            include_aof=want_aof,
+            checkpoint=checkpoint,
         )
     t3 = time.monotonic()
     return Snapshot(
@@ -188,16 +140,6 @@ def server_facts(client: redis.Redis) -> dict[str, Any]:
     }
 
 
-def _check_data_dir(data_dir: Path) -> None:
-    try:
-        os.listdir(data_dir)
-    except OSError as exc:
-        raise SnapshotError(
-            f"cannot read Redis's data dir {data_dir}: {exc.strerror}; check REDIS_MAINT_DATA_DIR "
-            f"and that uid {os.getuid()} may read it (the volume must be mounted into this container)"
-        ) from None
-
-
 def _check_rdb_is_fresh(path: Path, save: dict[str, Any], client: redis.Redis) -> None:
     """A dump.rdb older than the save we just waited for means data_dir is not this Redis's dir."""
     try:
@@ -215,191 +157,10 @@ def _check_rdb_is_fresh(path: Path, save: dict[str, Any], client: redis.Redis) -
 
 def _dir_hint(client: redis.Redis) -> str:
     try:
-        redis_dir = _decode(client.config_get("dir")).get("dir")
+        redis_dir = decode(client.config_get("dir")).get("dir")
     except redis.RedisError:
         redis_dir = "?"
     return f"Redis writes to {redis_dir} (its own view); REDIS_MAINT_DATA_DIR must be that directory as mounted here"
-
-
-def _copy_with_retries(client, data_dir, staging_dir, layout, include_rdb, want_aof, checkpoint):
-    last: _Changed | None = None
-    for attempt in range(1, COPY_ATTEMPTS + 1):
-        checkpoint()
-        _empty_dir(staging_dir)
-        try:
-            return _copy_once(client, data_dir, staging_dir, layout, include_rdb, want_aof, checkpoint)
-        except _Changed as exc:
-            last = exc
-            log.warning("file changed while copied; retrying", extra={"attempt": attempt, "reason": str(exc)})
-    raise IntegrityError(
-        f"the data files kept changing while being copied ({COPY_ATTEMPTS} attempts; last: {last}); "
-        "something other than Redis may be writing to the data dir, or AOF rewrites keep running"
-    )
-
-
-def _copy_once(client, data_dir, staging_dir, layout, include_rdb, want_aof, checkpoint):
-    rewrites = _aof_rewrites(client) if want_aof else None
-    with ExitStack() as stack:
-        pinned, manifest = _pin_all(stack, data_dir, layout, include_rdb, want_aof)
-        if want_aof and _aof_rewrites(client) != rewrites:
-            raise _Changed("an AOF rewrite finished while the files were being opened")
-        _check_space(staging_dir, pinned, data_dir)
-        files = [_stage(p, staging_dir, checkpoint) for p in pinned]
-    return files, manifest
-
-
-def _pin_all(stack: ExitStack, data_dir: Path, layout: Layout, include_rdb: bool, want_aof: bool):
-    pinned: list[_Pinned] = []
-    if include_rdb:
-        pinned.append(_pin(stack, data_dir, layout.rdb, appendable=False, may_vanish=False))
-    manifest = None
-    if want_aof:
-        aof_pinned, manifest = _pin_aof(stack, data_dir, layout)
-        pinned.extend(aof_pinned)
-    return pinned, manifest
-
-
-def _pin_aof(stack: ExitStack, data_dir: Path, layout: Layout) -> tuple[list[_Pinned], str]:
-    manifest_rel = f"{layout.aof_dir}/{layout.aof_file}.manifest" if layout.aof_dir else None
-    if manifest_rel is None or not (data_dir / manifest_rel).exists():
-        if (data_dir / layout.aof_file).exists():  # Redis < 7: one appendonly.aof
-            return [
-                _pin(stack, data_dir, layout.aof_file, appendable=True, may_vanish=False)
-            ], layout.aof_file
-        raise SnapshotError(
-            f"appendonly is yes but neither {data_dir / (manifest_rel or '?')} nor "
-            f"{data_dir / layout.aof_file} exists; check REDIS_MAINT_DATA_DIR"
-        )
-    manifest = _pin(stack, data_dir, manifest_rel, appendable=False, may_vanish=True)
-    manifest.data = _read_all(manifest)
-    entries = parse_aof_manifest(manifest.data.decode(), source=str(manifest.path))
-    pinned = [manifest]
-    for entry in live_files(entries):
-        rel = f"{layout.aof_dir}/{entry.name}"
-        pinned.append(_pin(stack, data_dir, rel, appendable=entry.type == "i", may_vanish=True))
-    if (data_dir / manifest_rel).read_bytes() != manifest.data:
-        raise _Changed("the AOF manifest was rewritten while its files were being opened")
-    return pinned, manifest_rel
-
-
-def _pin(stack: ExitStack, data_dir: Path, rel: str, *, appendable: bool, may_vanish: bool) -> _Pinned:
-    """Open one file; `may_vanish` files (the AOF set) can be deleted by a rewrite: retry then."""
-    path = data_dir / rel
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        if may_vanish:
-            raise _Changed(f"{rel} disappeared (an AOF rewrite replaced it)") from None
-        raise SnapshotError(
-            f"{path} does not exist; check REDIS_MAINT_DATA_DIR (is RDB saving disabled?)"
-        ) from None
-    except OSError as exc:
-        raise SnapshotError(
-            f"cannot open {path}: {exc.strerror}; check permissions of the data dir"
-        ) from None
-    stack.callback(os.close, fd)
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        raise SnapshotError(f"{path} is not a regular file")
-    return _Pinned(rel=rel, path=path, fd=fd, st=st, appendable=appendable)
-
-
-def _read_all(p: _Pinned) -> bytes:
-    return os.pread(p.fd, p.st.st_size + 1, 0)[: p.st.st_size]
-
-
-def _aof_rewrites(client: redis.Redis) -> int:
-    return int(redis_call(client, client.info, "persistence").get("aof_rewrites", 0))
-
-
-def _check_space(staging_dir: Path, pinned: list[_Pinned], data_dir: Path) -> None:
-    same_fs = os.stat(staging_dir).st_dev == os.stat(data_dir).st_dev
-    needed = sum(p.st.st_size for p in pinned if p.appendable or not same_fs)
-    free = shutil.disk_usage(staging_dir).free
-    if needed > free:
-        raise SnapshotError(
-            f"staging dir {staging_dir} has {free} bytes free but the copy needs {needed}; "
-            "free space there or point jobs.backup.staging_dir at a larger volume"
-        )
-
-
-def _stage(p: _Pinned, staging_dir: Path, checkpoint: Callable[[], None]) -> SnapshotFile:
-    dest = staging_dir / p.rel
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    size = p.st.st_size
-    try:
-        if p.data is not None:
-            dest.write_bytes(p.data)
-            digest = hashlib.sha256(p.data).hexdigest()
-        elif not p.appendable and _link(p, dest):
-            digest = _hash_fd(p.fd, size, None, checkpoint)
-        else:
-            with open(dest, "wb") as out:
-                digest = _hash_fd(p.fd, size, out, checkpoint)
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise SnapshotError(
-                f"staging dir {staging_dir} ran out of space while copying {p.rel}; "
-                "free space there or point jobs.backup.staging_dir at a larger volume"
-            ) from None
-        raise SnapshotError(f"copying {p.path} to {dest} failed: {exc.strerror or exc}") from None
-    _check_unchanged(p)
-    return SnapshotFile(path=p.rel, size=size, sha256=digest)
-
-
-def _link(p: _Pinned, dest: Path) -> bool:
-    """Hard-link an immutable file into staging (no copy) when it is the inode we pinned."""
-    try:
-        os.link(p.path, dest)
-    except OSError:
-        return False  # another filesystem, or protected_hardlinks: copy instead
-    st = os.stat(dest)
-    if (st.st_dev, st.st_ino) != (p.st.st_dev, p.st.st_ino):
-        dest.unlink()
-        return False
-    return True
-
-
-def _hash_fd(fd: int, size: int, out, checkpoint: Callable[[], None]) -> str:
-    """Read `size` bytes of `fd` from the start once: hash them and, if `out`, write them."""
-    digest = hashlib.sha256()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    offset = 0
-    while offset < size:
-        checkpoint()
-        n = os.preadv(fd, [view[: min(CHUNK, size - offset)]], offset)
-        if n == 0:
-            raise _Changed(f"file shrank below {size} bytes while being copied")
-        digest.update(view[:n])
-        if out is not None:
-            out.write(view[:n])
-        offset += n
-    return digest.hexdigest()
-
-
-def _check_unchanged(p: _Pinned) -> None:
-    st = os.fstat(p.fd)
-    if p.appendable:
-        if st.st_size < p.st.st_size:
-            raise _Changed(f"{p.rel} was truncated from {p.st.st_size} to {st.st_size} bytes while copied")
-    elif (st.st_size, st.st_mtime_ns) != (p.st.st_size, p.st.st_mtime_ns):
-        raise _Changed(f"{p.rel} was modified in place while copied (size/mtime changed)")
-
-
-def _empty_dir(path: Path) -> None:
-    for child in path.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
-
-
-def _decode(mapping: dict) -> dict[str, str]:
-    def text(v: Any) -> str:
-        return v.decode() if isinstance(v, bytes) else str(v)
-
-    return {text(k): text(v) for k, v in mapping.items()}
 
 
 def planned_files(
@@ -408,7 +169,7 @@ def planned_files(
     """What take_snapshot would copy now, with current sizes (for dry runs); nothing is written."""
     layout = discover_layout(client)
     data_dir = Path(data_dir)
-    _check_data_dir(data_dir)
+    check_data_dir(data_dir)
     rels = [layout.rdb] if include_rdb else []
     if include_aof and layout.aof_enabled:
         manifest_rel = f"{layout.aof_dir}/{layout.aof_file}.manifest" if layout.aof_dir else None

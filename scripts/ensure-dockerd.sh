@@ -76,6 +76,8 @@ main() {
         say "the running dockerd does not answer; see its log"
         exit 1
     fi
+    # A dockerd killed hard leaves its pid file, and a new one refuses to start over it.
+    if [ -f /var/run/docker.pid ]; then $SUDO rm -f /var/run/docker.pid; fi
     for driver in overlay2 vfs; do
         if start_dockerd "$driver"; then exit 0; fi
     done

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.services import wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
 pytest_plugins = ("tests.docker_fixtures",)
 pytestmark = pytest.mark.docker
 
@@ -155,3 +160,81 @@ def test_unreachable_engine_fails_the_run_cleanly(redis_server, monkeypatch, tmp
     assert run["status"] == "failed"
     assert run["error"].startswith("cannot reach the Docker engine at unix://")
     assert not list((tmp_path / "check").glob("aof-check-*")), "the snapshot must be removed"
+
+
+@pytest.fixture(scope="module")
+def hanging_image(docker_engine, local_image, tmp_path_factory):
+    """The check image with a redis-check-aof that never finishes (a hung tool), first on PATH."""
+    context = tmp_path_factory.mktemp("hanging-image")
+    tool = context / "redis-check-aof"
+    tool.write_text("#!/bin/sh\nwhile :; do :; done\n")
+    tool.chmod(0o755)
+    (context / "Dockerfile").write_text(
+        f"FROM {local_image}\nCOPY redis-check-aof /hang/\nENV PATH=/hang:/usr/local/bin:/usr/bin:/bin\n"
+    )
+    tag = "redis-maint-check:hanging-test"
+    docker_engine.images.build(path=str(context), tag=tag, rm=True, forcerm=True, pull=False)
+    yield tag
+    docker_engine.images.remove(tag, force=True)
+
+
+def test_a_hung_check_is_killed_at_its_timeout_and_no_container_is_left(
+    redis_server, check_image, hanging_image, no_leftovers, cli, monkeypatch
+):
+    populated(redis_server)
+    monkeypatch.setenv("REDIS_MAINT_CHECK_IMAGE", hanging_image)
+    monkeypatch.setenv("REDIS_MAINT_DOCKER__TIMEOUT", "2s")
+    t0 = time.monotonic()
+
+    code, run = _run(cli)
+
+    assert code == 1
+    assert 2 <= time.monotonic() - t0 < 15
+    checks = run["summary"]["checks"]
+    assert [(c["tool"], c["verdict"]) for c in checks] == [
+        ("redis-check-aof", "error"),
+        ("redis-check-rdb", "error"),
+    ]
+    assert checks[0]["output"].endswith("killed: still running after 2s")
+    ps = subprocess.run(
+        ["docker", "ps", "-a", "-q", "--filter", "label=redis-maint.managed=1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert ps.stdout.strip() == ""
+
+
+def test_sigterm_during_a_check_kills_and_removes_the_container(
+    redis_server, check_image, hanging_image, docker_engine, monkeypatch, tmp_path
+):
+    populated(redis_server)
+    monkeypatch.setenv("REDIS_MAINT_CHECK_IMAGE", hanging_image)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scheduler.py"), "run", "aof-check", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        wait_for(lambda: _running_checks(docker_engine), timeout=30, what="the check container")
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    run = json.loads(out)
+    assert (proc.returncode, run["status"]) == (1, "interrupted")
+    assert managed_containers(docker_engine) == []
+    assert not list((tmp_path / "check").glob("aof-check-*"))
+    assert redis_server.client().config_get("auto-aof-rewrite-percentage") == {
+        "auto-aof-rewrite-percentage": "100"
+    }
+
+
+def managed_containers(client) -> list:
+    return client.containers.list(all=True, filters={"label": "redis-maint.managed=1"})
+
+
+def _running_checks(client) -> list:
+    return client.containers.list(filters={"label": "redis-maint.purpose=check"})

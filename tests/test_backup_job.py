@@ -10,7 +10,7 @@ import pytest
 
 from redis_maint.catalog import Catalog
 from redis_maint.history import HistoryStore
-from tests.backup_fixtures import (
+from tests.backup_helpers import (
     BUCKET,
     digest,
     fill_sessions,

@@ -98,7 +98,7 @@ SERVER = ["redis-server", "--port", "0", "--unixsocket", "/tmp/redis.sock", "--s
 
 
 def _engine(**overrides) -> Engine:
-    return Engine(DockerSettings(pull_policy="never", **overrides), run_id="t")
+    return Engine(DockerSettings(**{"pull_policy": "never", **overrides}), run_id="t")
 
 
 IMAGE = "redis-maint-check:7"  # built by the docker_engine fixture (tests/docker_fixtures.py)
@@ -179,6 +179,14 @@ def test_missing_image_is_named_with_how_to_get_it(docker_engine):
         _engine().ensure_image("nope/missing:1")
     with pytest.raises(ContainerError, match=r"image nope/missing:1 could not be pulled"):
         Engine(DockerSettings(pull_policy="missing"), run_id="t").ensure_image("nope/missing:1")
+
+
+@pytest.mark.docker
+def test_pull_policy_always_pulls_even_a_present_image(docker_engine, local_image):
+    # Nothing can be pulled here, so `always` fails where `missing` would use the local image.
+    _engine(pull_policy="missing").ensure_image(local_image)
+    with pytest.raises(ContainerError, match=rf"image {local_image} could not be pulled"):
+        _engine(pull_policy="always").ensure_image(local_image)
 
 
 @pytest.mark.docker

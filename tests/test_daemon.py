@@ -22,7 +22,16 @@ def _store() -> HistoryStore:
     return HistoryStore(os.environ["REDIS_MAINT_HISTORY_URL"])
 
 
+def _only_health_env(schedule: str) -> dict[str, str]:
+    """Every job off except health, scheduled as `schedule`."""
+    import jobs
+
+    env = {f"REDIS_MAINT_JOBS__{name.upper().replace('-', '_')}__SCHEDULE": "off" for name in jobs.REGISTRY}
+    return {**env, "REDIS_MAINT_JOBS__HEALTH__SCHEDULE": schedule}
+
+
 def _daemon(**env: str) -> subprocess.Popen:
+    env = {**_only_health_env(env.pop("REDIS_MAINT_JOBS__HEALTH__SCHEDULE")), **env}
     return subprocess.Popen(
         [sys.executable, str(ROOT / "scheduler.py"), "daemon"],
         stdout=subprocess.PIPE,
@@ -96,7 +105,7 @@ def test_sigterm_waits_for_the_drain_grace_then_marks_interrupted(redis_server):
 
 
 def _settings(schedule: str):
-    return load_settings(environ={**os.environ, "REDIS_MAINT_JOBS__HEALTH__SCHEDULE": schedule})
+    return load_settings(environ={**os.environ, **_only_health_env(schedule)})
 
 
 def _succeeded_at(store: HistoryStore, when: datetime) -> None:

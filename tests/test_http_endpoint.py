@@ -122,7 +122,7 @@ def test_a_run_stuck_past_its_timeout_makes_healthz_503_with_the_reason(daemon_f
         REDIS_MAINT_REDIS_TIMEOUT="20s",
     )
     wait_for(lambda: d.get("/healthz")[0] == 503, timeout=10, what="healthz 503")
-    code, body = d.get("/healthz")
+    _, body = d.get("/healthz")
     reason = json.loads(body)
     assert reason["status"] == "unhealthy" and "of health is past its timeout" in reason["reasons"][0]
     assert d.metrics()[("redis_maint_job_running", (("job", "health"),))] == 1

@@ -151,6 +151,11 @@ def test_clean_partial_removes_stale_leftovers_of_killed_writes(target, tmp_path
     assert target.clean_partial("inst", older_than=utcnow() + timedelta(minutes=1)) == 0
 
 
+def test_preflight_passes_on_a_reachable_target(target):
+    target.preflight()
+    assert list(target.list("")) == []
+
+
 def test_check_writable_reports_the_target(target):
     assert target.uri.split("/")[-1] in target.check_writable()
     assert list(target.list("")) == []
@@ -186,7 +191,9 @@ def test_s3_missing_bucket_is_named_in_the_error(s3, tmp_path):
     sha = write(src, 10)
     with pytest.raises(StorageError, match="bucket 'no-such-bucket' does not exist"):
         target.put_file("k/f", src, sha256=sha)
-    with pytest.raises(StorageError, match="does not exist"):
+    with pytest.raises(StorageError, match="bucket 'no-such-bucket' does not exist"):
+        target.preflight()
+    with pytest.raises(StorageError, match="bucket 'no-such-bucket' does not exist"):
         target.check_writable()
 
 

@@ -20,6 +20,7 @@ COMMANDS = {
     "daemon": "redis_maint.cli.daemon_cmd:daemon",
     "config": "redis_maint.cli.config_cmd:config",
     "backups": "redis_maint.cli.backups_cmd:backups",
+    "sessions": "redis_maint.cli.sessions_cmd:sessions",
 }
 
 

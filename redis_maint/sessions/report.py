@@ -8,6 +8,9 @@ from typing import Any
 
 REASONS = ("stale", "expired_no_ttl", "unreadable", "organisation", "all")
 TOP_ORGS = 10
+# SCAN can return a key twice after Redis shrinks its table mid-sweep (once >90% of keys are gone).
+# Changes are idempotent, but a count of unreadable keys should not double: remember that many.
+UNREADABLE_DEDUP = 100_000
 
 
 def _text(key: bytes) -> str:
@@ -28,8 +31,13 @@ class SweepReport:
     persistent_keys: int = 0  # keys without TTL when the sweep started; 0 lets it skip the TTL probe
     by_org: Counter = field(default_factory=Counter)
     sample_limit: int = 5
+    _unreadable_seen: set[bytes] = field(default_factory=set, repr=False)
 
     def note_unreadable(self, key: bytes) -> None:
+        if key in self._unreadable_seen:
+            return
+        if len(self._unreadable_seen) < UNREADABLE_DEDUP:
+            self._unreadable_seen.add(key)
         self.unreadable += 1
         if len(self.unreadable_samples) < self.sample_limit:
             self.unreadable_samples.append(_text(key))
@@ -57,7 +65,7 @@ class SweepReport:
             "vanished": self.vanished,
             "moved": self.moved,
             "remaining": sum(self.by_org.values()),
-            "remaining_by_org": dict(self.by_org.most_common(TOP_ORGS)),
+            "remaining_by_org": dict(sorted(self.by_org.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_ORGS]),
             "nodes": self.nodes,
             "persistent_keys_at_start": self.persistent_keys,
             "duration_s": round(duration_s, 3),

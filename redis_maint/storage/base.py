@@ -65,6 +65,9 @@ class Target(Protocol):
 
     def head(self, key: str) -> ObjectInfo: ...
 
+    def preflight(self) -> None:
+        """Cheap and read-only: the target is there and reachable (before a backup spends time)."""
+
     def check_writable(self) -> str:
         """Reach the target and write and delete a probe; return a line for `doctor`."""
 

@@ -103,6 +103,14 @@ class LocalTarget:
             raise ObjectNotFound(f"{path} does not exist in the backup target") from None
         return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
+    def preflight(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create backup dir {self.root}: {exc.strerror}") from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise StorageError(f"backup dir {self.root} is not writable by uid {os.getuid()}")
+
     def check_writable(self) -> str:
         probe = f".redis-maint-probe{TMP_MARK}{uuid.uuid4().hex}"
         try:

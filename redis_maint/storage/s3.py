@@ -202,10 +202,21 @@ class S3Target:
         sha = (r.get("Metadata") or {}).get(META_SHA256)
         return ObjectInfo(key, int(r["ContentLength"]), r["LastModified"], sha)
 
-    def check_writable(self) -> str:
-        probe = join(self.prefix, f".redis-maint-probe-{uuid.uuid4().hex}")
+    def preflight(self) -> None:
         try:
             self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                exc.response["Error"]["Code"] = "NoSuchBucket"  # HEAD has no body: name it ourselves
+            raise s3_error(exc, "reach", self.uri, self.endpoint()) from None
+        except BotoCoreError as exc:
+            raise s3_error(exc, "reach", self.uri, self.endpoint()) from None
+
+    def check_writable(self) -> str:
+        probe = join(self.prefix, f".redis-maint-probe-{uuid.uuid4().hex}")
+        self.preflight()
+        try:
             self.client.put_object(Bucket=self.bucket, Key=probe, Body=b"probe", **self.write_args())
             self.client.delete_object(Bucket=self.bucket, Key=probe)
         except (ClientError, BotoCoreError) as exc:

@@ -1,0 +1,105 @@
+"""Fixtures for the sweep tests: a real 3-primary Redis Cluster started from redis-server.
+
+Loaded with `pytest_plugins = ("tests.session_fixtures",)` by the test modules that use it.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.services import RedisServer, in_ci, wait_for
+
+# -- Redis Cluster ------------------------------------------------------------------------------------
+
+
+def _cluster_ports(count: int) -> list[int]:
+    """Free ports whose cluster bus port (+10000) is free too."""
+    ports: list[int] = []
+    candidate = 21000
+    while len(ports) < count and candidate < 40000:
+        if all(_free(p) for p in (candidate, candidate + 10000)):
+            ports.append(candidate)
+        candidate += 7
+    return ports
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class LocalCluster:
+    root: Path
+    servers: list[RedisServer] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.servers[0].url
+
+    def start(self) -> LocalCluster:
+        for i, port in enumerate(_cluster_ports(3)):
+            args = {"cluster-enabled": "yes", "cluster-config-file": "nodes.conf", "appendonly": "no"}
+            self.servers.append(RedisServer(dir=self.root / f"node{i}", port=port, args=args).start())
+        addrs = [f"127.0.0.1:{s.port}" for s in self.servers]
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *addrs, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        wait_for(self._ready, timeout=30, what="cluster_state:ok on every node")
+        return self
+
+    def _ready(self) -> bool:
+        return all(s.client().info("cluster").get("cluster_enabled") == 1 for s in self.servers) and all(
+            s.client().cluster("info")["cluster_state"] == "ok" for s in self.servers
+        )
+
+    def client(self) -> redis.cluster.RedisCluster:
+        from redis.cluster import RedisCluster
+
+        return RedisCluster(host="127.0.0.1", port=self.servers[0].port)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+    def flush(self) -> None:
+        for server in self.servers:
+            server.client().flushall()
+
+
+@pytest.fixture(scope="module")
+def _cluster(tmp_path_factory):
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+    except (OSError, subprocess.SubprocessError, TimeoutError, redis.RedisError) as exc:
+        cluster.stop()
+        if in_ci():
+            pytest.fail(f"could not start a local Redis Cluster under CI: {exc}")
+        pytest.skip(f"could not start a local Redis Cluster: {exc}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def redis_cluster(_cluster, monkeypatch):
+    """A local 3-primary Redis Cluster (one per test module, emptied for each test).
+
+    Skipped only outside CI when it cannot be started; under CI=true that is a failure.
+    """
+    _cluster.flush()
+    monkeypatch.setenv("REDIS_MAINT_REDIS_URL", _cluster.url)
+    return _cluster
