@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv system-deps lint format test demo bench config-sample clean
+.PHONY: venv system-deps lint format test test-e2e image demo bench config-sample clean
 
 $(STAMP): pyproject.toml
 	bash scripts/system-deps.sh python
@@ -36,6 +36,16 @@ test: venv system-deps lint
 
 demo: venv system-deps
 	CHECK_IMAGE=$(CHECK_IMAGE) bash scripts/demo.sh
+
+# The sidecar image, from a local Debian base when no registry is reachable (BASE_IMAGE=... to override)
+image: venv
+	bash scripts/ensure-dockerd.sh
+	bash scripts/build-image.sh redis-maint:latest
+
+# Builds the image and runs the compose stack (~3 min from nothing, ~30 s cached)
+test-e2e: venv system-deps
+	bash scripts/ensure-dockerd.sh
+	$(BIN)/python -m pytest -m e2e
 
 config-sample: venv
 	$(BIN)/redis-maint config sample > config/redis-maint.toml

@@ -13,7 +13,7 @@ import time
 from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -27,9 +27,11 @@ from redis_maint.prune import prune
 from redis_maint.retention import Policy
 from redis_maint.snapshot import Snapshot, planned_files, take_snapshot
 from redis_maint.storage import Target, open_target
-from redis_maint.storage.s3 import S3Options
 from redis_maint.timeutil import utcnow
 from redis_maint.upload import upload_backup
+
+if TYPE_CHECKING:
+    from redis_maint.storage.s3 import S3Options
 
 MIB = 1024 * 1024
 _ARCHIVE_CLASSES = {"GLACIER", "DEEP_ARCHIVE"}
@@ -74,6 +76,8 @@ class S3Settings(Section):
         return value
 
     def options(self) -> S3Options:
+        from redis_maint.storage.s3 import S3Options  # boto3 loads only for S3 work
+
         chunk = self.multipart_chunk_mib * MIB
         return S3Options(
             server_side_encryption=self.server_side_encryption,
@@ -140,17 +144,34 @@ def run(ctx: JobContext) -> dict[str, Any]:
 
 
 def _backup(ctx: JobContext, s: BackupSettings) -> dict[str, Any]:
+    target = open_backup_target(ctx.settings)
+    try:
+        summary = _store_new_backup(ctx, s, target)
+        try:
+            summary["retention"] = _retention(ctx, s, target)
+        except MaintenanceError as exc:
+            summary["retention"] = {"error": str(exc)}
+            raise JobFailedError(
+                f"backup {summary['backup_id']} is complete, but retention failed: {exc}", summary
+            ) from None
+        return summary
+    finally:
+        target.close()
+
+
+def _store_new_backup(ctx: JobContext, s: BackupSettings, target: Target) -> dict[str, Any]:
+    """Snapshot, check, upload and catalog one backup; any failure leaves it `failed`, never half-stored."""
     now = utcnow()
     backup_id = backups.new_backup_id(now)
     location = backups.location_for(ctx.settings.instance, backup_id, now)
-    target = open_backup_target(ctx.settings)
-    staging_root = _staging_root(ctx, s)
+    staging = _staging_root(ctx, s) / backup_id
     summary: dict[str, Any] = {"backup_id": backup_id, "target": target.uri_for(location), "durations_s": {}}
     catalog = Catalog(ctx.store)
+    _fail_abandoned(ctx, catalog)
     try:
         summary["phase"] = "target check"
         target.preflight()  # a missing bucket fails now, not after BGSAVE and a long copy
-        snapshot = _snapshot(ctx, s, staging_root / backup_id, summary)
+        snapshot = _snapshot(ctx, s, staging, summary)
         _add_to_catalog(catalog, ctx, backup_id, target, location, now, snapshot)
         summary["checks"] = _integrity(ctx, s, snapshot, catalog, backup_id, summary)
         manifest = backups.build_manifest(
@@ -173,11 +194,7 @@ def _backup(ctx: JobContext, s: BackupSettings) -> dict[str, Any]:
         _mark_failed(catalog, backup_id, str(exc))
         raise JobFailedError(str(exc), summary) from None
     finally:
-        shutil.rmtree(staging_root / backup_id, ignore_errors=True)
-    try:
-        summary["retention"] = _retention(ctx, s, target)
-    finally:
-        target.close()
+        shutil.rmtree(staging, ignore_errors=True)
     return summary
 
 
@@ -194,7 +211,8 @@ def _snapshot(ctx: JobContext, s: BackupSettings, staging: Path, summary: dict[s
         guard_note=staging.parent / "aof-rewrite-percentage.note",
     )
     summary["durations_s"].update(
-        bgsave=snapshot.timings["bgsave_s"], copy=snapshot.timings["aof_guard_s"] + snapshot.timings["copy_s"]
+        bgsave=snapshot.timings["bgsave_s"],
+        copy=round(snapshot.timings["aof_guard_s"] + snapshot.timings["copy_s"], 3),
     )
     summary.update(
         files=[f.to_json() for f in snapshot.files],
@@ -269,10 +287,7 @@ def _retention(ctx: JobContext, s: BackupSettings, target: Target) -> dict[str, 
     if not s.prune:
         return {"skipped": "jobs.backup.prune is off"}
     t0 = time.monotonic()
-    try:
-        result = _apply_retention(ctx, s, target, dry_run=False)
-    except MaintenanceError as exc:
-        raise JobFailedError(f"the backup is complete, but retention failed: {exc}", None) from None
+    result = _apply_retention(ctx, s, target, dry_run=False)
     result["duration_s"] = round(time.monotonic() - t0, 3)
     return result
 
@@ -319,6 +334,13 @@ def _staging_root(ctx: JobContext, s: BackupSettings) -> Path:
             ctx.log.warning("removing a staging dir left by an earlier run", extra={"path": str(child)})
             shutil.rmtree(child, ignore_errors=True)
     return root
+
+
+def _fail_abandoned(ctx: JobContext, catalog: Catalog) -> None:
+    """`pending` rows of runs that died (SIGKILL, OOM): we hold the job's lease, so none is live."""
+    for record in catalog.list(instance=ctx.settings.instance, status=BackupStatus.PENDING):
+        ctx.log.warning("marking an abandoned backup failed", extra={"backup_id": record.id})
+        catalog.mark_failed(record.id, f"abandoned: run {record.run_id} stopped without finishing it")
 
 
 def _mark_failed(catalog: Catalog, backup_id: str, error: str) -> None:

@@ -106,7 +106,7 @@ def locate(backup_id: str, catalog: Any, fallback: Target, instance: str) -> Loc
             return Located(backup_id, fallback.uri, obj.key[: -len(MANIFEST) - 1])
     raise UsageError(
         f"no backup {backup_id!r} in the catalog, nor a {MANIFEST} for it under "
-        f"{fallback.uri_for(instance + '/')}; see `redis-maint backups list`"
+        f"{fallback.uri_for(instance)}/; see `redis-maint backups list`"
     )
 
 

@@ -40,9 +40,11 @@ class Event:
 
 def after_run(settings: Any, store: HistoryStore, run: Run) -> list[Event]:
     """The run path's last step: send what this run means. Never raises."""
+    cfg = settings.notify
+    if not (cfg.webhook_url or cfg.slack_webhook_url or cfg.ping_url):
+        return []  # nothing configured: skip the history reads
     try:
         events = events_for(store, run)
-        cfg = settings.notify
         for event in events:
             deliver_event(cfg, settings.instance, event)
         if is_real(run) and run.job == BACKUP_JOB and run.status == RunStatus.SUCCEEDED and cfg.ping_url:

@@ -144,3 +144,16 @@ def test_a_failed_backup_prunes_nothing_and_the_next_success_does(cli, redis_ser
     # 10 March 2024 is the monthly survivor of its month; 9 and 8 March go.
     assert [catalog.get(i).status for i in old] == ["complete", "pruned", "pruned"]
     assert not any(old[2] in o.key for o in target.list("default/"))
+
+
+def test_a_pending_backup_left_by_a_killed_run_is_marked_failed_by_the_next(cli, redis_server, backup_env):
+    from config import load_settings
+
+    settings = load_settings()
+    catalog = Catalog(HistoryStore(settings.history_url))
+    abandoned = fake_backup(open_target(settings.backup_target), catalog, utcnow(), complete=False)
+    assert catalog.get(abandoned).status == "pending"
+    fill_sessions(redis_server.client(), 10)
+    assert json_out(cli("run", "backup", "--json"))["status"] == "succeeded"
+    record = catalog.get(abandoned)
+    assert record.status == "failed" and "abandoned" in record.error

@@ -31,7 +31,10 @@ def _tool(name: str, installer: str | None = None) -> str:
 def test_compose_file_is_valid_and_wires_the_sidecar(tmp_path):
     compose = _tool("docker-compose")
     result = subprocess.run(
-        [compose, "-f", str(INFRA / "docker-compose.yml"), "config"], capture_output=True, text=True, timeout=60
+        [compose, "-f", str(INFRA / "docker-compose.yml"), "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)
@@ -54,7 +57,9 @@ def test_every_setting_in_the_compose_file_is_a_real_setting(monkeypatch):
     env = compose["services"]["redis-maint"]["environment"]
     ours = {k: "1d" if k.endswith("RPO") else "" for k in env if k.startswith("REDIS_MAINT_")}
     example = dict(
-        line.split("=", 1) for line in (INFRA / ".env.example").read_text().splitlines() if line and line[0] != "#"
+        line.split("=", 1)
+        for line in (INFRA / ".env.example").read_text().splitlines()
+        if line and line[0] != "#"
     )
     values = {k: example.get(k, "") for k in ours}
     values.update(
@@ -74,12 +79,16 @@ def test_every_setting_in_the_compose_file_is_a_real_setting(monkeypatch):
 
 def test_alert_rules_pass_promtool():
     promtool = _tool("promtool", "ensure-promtool.sh")
-    result = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_alert_rules_cover_the_runbook_table_and_the_backups():
-    names = {rule["alert"] for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]}
+    names = {
+        rule["alert"] for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]
+    }
     assert {
         "RedisDown",
         "RedisMemoryHigh",
@@ -152,5 +161,7 @@ def test_alerts_fire_on_the_series_the_sidecar_exports(tmp_path):
     promtool = _tool("promtool", "ensure-promtool.sh")
     spec = tmp_path / "alerts_test.yml"
     spec.write_text(ALERT_TESTS.format(rules=RULES))
-    result = subprocess.run([promtool, "test", "rules", str(spec)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [promtool, "test", "rules", str(spec)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -150,3 +150,34 @@ def test_backup_age_guard_waits_for_the_first_backup_of_a_fresh_install(cli):
     result = cli("run", "backup-age", "--json")
     assert result.exit_code == 0
     assert "waiting for the first backup" in result.stdout
+
+
+def test_a_failed_backup_makes_exactly_one_webhook_call_without_credentials(
+    cli, hook, redis_server, s3, monkeypatch
+):
+    monkeypatch.setenv("REDIS_MAINT_BACKUP_TARGET", "s3://no-such-bucket-here/redis")
+    monkeypatch.setenv("REDIS_MAINT_JOBS__BACKUP__VERIFY_BEFORE_UPLOAD", "false")
+    result = cli("run", "backup", "--json")
+    assert result.exit_code == 1
+    (call,) = hook.posted("/hook")
+    (run,) = _store().list(job="backup")
+    assert (call["event"], call["job"], call["run_id"], call["status"]) == (
+        "failure",
+        "backup",
+        run.id,
+        "failed",
+    )
+    assert call["error"] and "no-such-bucket-here" in call["error"]
+    secrets = [s3.env()["AWS_SECRET_ACCESS_KEY"], s3.env()["AWS_ACCESS_KEY_ID"] + ":"]
+    for request in hook.requests:
+        assert not any(secret.encode() in request.body for secret in secrets)
+
+
+def test_the_ping_url_is_hit_after_each_successful_backup_only(cli, hook, redis_server, monkeypatch):
+    monkeypatch.setenv("REDIS_MAINT_NOTIFY__PING_URL", hook.url + "/ping/abc")
+    monkeypatch.setenv("REDIS_MAINT_JOBS__BACKUP__VERIFY_BEFORE_UPLOAD", "false")
+    assert cli("run", "backup").exit_code == 0
+    assert cli("run", "backup", "--dry-run").exit_code == 0
+    assert cli("run", "backup").exit_code == 0
+    pings = [r for r in hook.requests if r.path == "/ping/abc"]
+    assert len(pings) == 2 and all(r.method == "GET" for r in pings)

@@ -27,10 +27,14 @@ def shipped_redis(tmp_path, monkeypatch):
     conf = tmp_path / "test.conf"
     conf.write_text("\n".join([*lines, f"logfile {tmp_path}/redis.log"]) + "\n")
     # Config errors go to stderr; the server's own log goes to the logfile.
-    proc = subprocess.Popen([REDIS_SERVER, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [REDIS_SERVER, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     client = redis.Redis(port=port, socket_timeout=5)
     try:
-        wait_for(lambda: proc.poll() is not None or client.ping(), what="redis-server on the shipped redis.conf")
+        wait_for(
+            lambda: proc.poll() is not None or client.ping(), what="redis-server on the shipped redis.conf"
+        )
     finally:
         assert proc.poll() is None, f"redis-server refused the shipped redis.conf:\n{proc.stderr.read()}"
     monkeypatch.setenv("REDIS_MAINT_REDIS_URL", f"redis://redis-maint:{EXAMPLE_PASSWORD}@127.0.0.1:{port}/0")
@@ -49,10 +53,19 @@ def test_the_shipped_config_matches_the_runbook(shipped_redis):
 
 
 def test_the_sidecar_user_cannot_do_what_it_does_not_need(shipped_redis):
-    sidecar = redis.Redis(port=shipped_redis.connection_pool.connection_kwargs["port"], username="redis-maint", password=EXAMPLE_PASSWORD)
+    sidecar = redis.Redis(
+        port=shipped_redis.connection_pool.connection_kwargs["port"],
+        username="redis-maint",
+        password=EXAMPLE_PASSWORD,
+    )
     assert sidecar.ping()
     shipped_redis.set("other:key", "x")
-    for forbidden in (lambda: sidecar.get("other:key"), lambda: sidecar.keys("*"), sidecar.flushall, lambda: sidecar.acl_list()):
+    for forbidden in (
+        lambda: sidecar.get("other:key"),
+        lambda: sidecar.keys("*"),
+        sidecar.flushall,
+        lambda: sidecar.acl_list(),
+    ):
         with pytest.raises(redis.exceptions.NoPermissionError):
             forbidden()
 

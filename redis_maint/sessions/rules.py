@@ -99,7 +99,7 @@ def _sweep(
             continue
         doc = load(raw)
         created = doc.get(cf) if doc is not None else None
-        if type(created) not in _NUMBER:
+        if type(created) not in _NUMBER or created > future_limit:
             report.note_unreadable(keys[i])
             if plan.delete_unreadable:
                 actions.append((keys[i], raw, DELETE, "unreadable"))

@@ -82,12 +82,7 @@ class Target(Protocol):
 def check_key(key: str) -> str:
     """Keys are relative POSIX paths without `..`: a manifest can never point outside the target."""
     parts = key.split("/")
-    if (
-        not key
-        or key.startswith("/")
-        or any(p in ("", ".", "..") for p in parts[:-1])
-        or parts[-1] in (".", "..")
-    ):
+    if key.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise StorageError(f"invalid object key {key!r}: must be a relative path without '..'")
     return key
 
