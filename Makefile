@@ -32,7 +32,7 @@ format: venv
 	$(BIN)/ruff format .
 
 test: venv system-deps lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not e2e"
 
 demo: venv system-deps
 	CHECK_IMAGE=$(CHECK_IMAGE) bash scripts/demo.sh
