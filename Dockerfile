@@ -42,6 +42,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     REDIS_MAINT_HISTORY_URL=sqlite:////var/lib/redis-maint/history.db \
     REDIS_MAINT_DATA_DIR=/data \
+    REDIS_MAINT_STATE_DIR=/var/lib/redis-maint \
     REDIS_MAINT_HTTP__BIND=0.0.0.0 \
     REDIS_MAINT_HTTP__PORT=9187
 

@@ -8,6 +8,7 @@ region and endpoint are not settings: boto3 reads them from the standard AWS sou
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -161,6 +162,10 @@ class Settings(Section):
         default="redis:7-alpine", description="image for throwaway redis-check-aof/rdb containers"
     )
     timezone: str = Field(default="UTC", description="timezone of cron schedules")
+    state_dir: str = Field(
+        default="./var",
+        description="small state files shared by every redis-maint process (e.g. the saved AOF-rewrite setting)",
+    )
     instance: str = Field(
         default="default", description="name of the maintained Redis in backup keys and metrics"
     )
@@ -214,6 +219,11 @@ class Settings(Section):
             if not (3 <= len(bucket) <= 63) or bucket != bucket.lower():
                 raise ValueError("the bucket name must be 3-63 lowercase characters")
         return value
+
+    @property
+    def aof_guard_note(self) -> Path:
+        """One note for every job that pauses AOF rewrites, so a SIGKILLed run is repaired by any next run."""
+        return Path(self.state_dir) / "aof-rewrite-percentage.note"
 
     @property
     def tz(self) -> ZoneInfo:

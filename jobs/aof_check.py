@@ -18,7 +18,6 @@ from config.types import Duration, JobSettings, ScheduleField, schedule_default
 from jobs.base import Job, JobContext
 from redis_maint import integrity
 from redis_maint.errors import JobFailedError
-from redis_maint.interrupts import signals_cancel
 from redis_maint.snapshot import discover_layout, take_snapshot
 
 
@@ -39,9 +38,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     staging = Path(ctx.settings.docker.snapshot_dir) / f"aof-check-{ctx.run_id}"
     if ctx.dry_run:
         return {"checks": [], "would_snapshot": ctx.settings.data_dir, "staging": str(staging), **_image(ctx)}
-    # SIGTERM in a foreground `run` must kill and remove the container, not just this process.
-    with signals_cancel(ctx.cancel):
-        return _check(ctx, s, staging)
+    return _check(ctx, s, staging)
 
 
 def _check(ctx: JobContext, s: AofCheckSettings, staging: Path) -> dict[str, Any]:
@@ -58,7 +55,7 @@ def _check(ctx: JobContext, s: AofCheckSettings, staging: Path) -> dict[str, Any
             bgsave=False,
             include_rdb=with_rdb,
             rewrite_timeout=s.rewrite_timeout,
-            guard_note=Path(ctx.settings.docker.snapshot_dir) / "aof-rewrite-percentage.note",
+            guard_note=ctx.settings.aof_guard_note,
         )
         checks = integrity.check_snapshot(ctx, snapshot)
     finally:

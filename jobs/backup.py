@@ -22,7 +22,6 @@ from jobs.base import Job, JobContext
 from redis_maint import backups
 from redis_maint.catalog import BackupRecord, BackupStatus, Catalog
 from redis_maint.errors import JobCancelledError, JobFailedError, MaintenanceError
-from redis_maint.interrupts import signals_cancel
 from redis_maint.prune import prune
 from redis_maint.retention import Policy
 from redis_maint.snapshot import Snapshot, planned_files, take_snapshot
@@ -139,8 +138,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     s: BackupSettings = ctx.job_settings
     if ctx.dry_run:
         return _dry_run(ctx, s)
-    with signals_cancel(ctx.cancel):
-        return _backup(ctx, s)
+    return _backup(ctx, s)
 
 
 def _backup(ctx: JobContext, s: BackupSettings) -> dict[str, Any]:
@@ -208,7 +206,7 @@ def _snapshot(ctx: JobContext, s: BackupSettings, staging: Path, summary: dict[s
         bgsave=s.bgsave,
         bgsave_timeout=s.bgsave_timeout,
         rewrite_timeout=s.rewrite_timeout,
-        guard_note=staging.parent / "aof-rewrite-percentage.note",
+        guard_note=ctx.settings.aof_guard_note,
     )
     summary["durations_s"].update(
         bgsave=snapshot.timings["bgsave_s"],

@@ -64,7 +64,9 @@ class JobContext:
     def checkpoint(self) -> None:
         """Raise if the daemon is stopping or the run is past its timeout. Call it often."""
         if self.cancel.is_set():
-            raise JobCancelledError(f"{self.job.name}: stopped because the daemon is shutting down")
+            raise JobCancelledError(
+                f"{self.job.name}: stopped on request (SIGTERM/SIGINT or daemon shutdown)"
+            )
         if utcnow() >= self.deadline:
             raise JobTimeoutError(
                 f"{self.job.name}: timed out after {self.job_settings.timeout}; "

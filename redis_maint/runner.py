@@ -24,6 +24,7 @@ from redis_maint.errors import (
     MaintenanceError,
 )
 from redis_maint.history import HistoryStore, Run, RunStatus
+from redis_maint.interrupts import signals_cancel
 from redis_maint.locks import Lease, active_holder
 from redis_maint.redact import redact
 
@@ -93,7 +94,10 @@ def execute(
         log.info(
             "run started", extra={"job": job.name, "run_id": run_id, "trigger": trigger, "dry_run": dry_run}
         )
-        status, summary, error = _invoke(ctx)
+        # A foreground `run` turns SIGTERM/^C into a cancel, so the job's cleanup runs (a no-op in
+        # the daemon's worker threads, where the daemon's own handler sets the same event).
+        with signals_cancel(ctx.cancel):
+            status, summary, error = _invoke(ctx)
         store.finish_run(run_id, status, summary, error)
         log.log(
             logging.INFO if status == RunStatus.SUCCEEDED else logging.ERROR,
