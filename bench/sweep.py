@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 HOUR_MS = 3_600_000
@@ -209,10 +210,14 @@ def measure(port: int, target, batching: dict) -> dict:
     ping_proc = ctx.Process(target=pinger, args=(port, stop, pings))
     ping_proc.start()
     time.sleep(0.5)  # let the pinger settle before the work starts
+    cpu0 = _redis_cpu(admin)
     work = ctx.Process(target=target, args=(port, results, batching))
     work.start()
     figures = results.get()
     work.join()
+    cpu = _redis_cpu(admin) - cpu0
+    figures["redis_cpu_us_per_key"] = round(cpu / max(1, figures["sessions"]) * 1e6, 2)
+    figures["redis_busy"] = round(cpu / figures["seconds"], 2) if figures["seconds"] else None
     stop.set()
     samples = pings.get()
     ping_proc.join()
@@ -220,7 +225,16 @@ def measure(port: int, target, batching: dict) -> dict:
     figures["ping"] = latency(samples[450:])  # drop the settling period
     figures["slow_commands_over_1ms"] = admin.slowlog_len()
     figures["slowest_command_ms"] = round(max((e["duration"] for e in slow), default=0) / 1000, 3)
+    figures["slow_by_command"] = dict(
+        Counter(e["command"].split(b" ")[0].decode() for e in slow).most_common()
+    )
     return figures
+
+
+def _redis_cpu(client) -> float:
+    """CPU seconds of Redis's main thread (user + system)."""
+    info = client.info("cpu")
+    return info["used_cpu_user_main_thread"] + info["used_cpu_sys_main_thread"]
 
 
 def idle_latency(port: int, seconds: float = 2.0) -> dict:
@@ -246,9 +260,12 @@ def main() -> None:
     ap.add_argument("--no-ttl", type=float, default=0.0, help="fraction of sessions without TTL")
     ap.add_argument("--value-bytes", type=int, default=400, help="size of a session value")
     ap.add_argument("--no-aof", action="store_true", help="run Redis without AOF (the runbook runs AOF)")
-    ap.add_argument("--scan-count", type=int, default=500, help="SCAN COUNT (jobs.session_sweep.scan_count)")
-    ap.add_argument("--read-batch", type=int, default=500, help="keys per MGET")
-    ap.add_argument("--act-batch", type=int, default=250, help="keys per check-and-act script call")
+    ap.add_argument("--scan-count", type=int, default=300, help="SCAN COUNT (jobs.session_sweep.scan_count)")
+    ap.add_argument("--read-batch", type=int, default=300, help="keys per MGET")
+    ap.add_argument("--act-batch", type=int, default=100, help="keys per check-and-act script call")
+    ap.add_argument(
+        "--command-bytes", type=int, default=12 * 1024, help="max bytes of one command (keys + values)"
+    )
     ap.add_argument("--only", choices=["ours", "naive"], help="run one approach only")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args()
@@ -256,7 +273,12 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
     proc, port = start_redis(workdir, aof=not args.no_aof)
     try:
-        batching = {"scan_count": args.scan_count, "read_batch": args.read_batch, "act_batch": args.act_batch}
+        batching = {
+            "scan_count": args.scan_count,
+            "read_batch": args.read_batch,
+            "act_batch": args.act_batch,
+            "command_bytes": args.command_bytes,
+        }
         machine = {
             "cpus": os.cpu_count(),
             "python": sys.version.split()[0],
@@ -286,13 +308,14 @@ def main() -> None:
 
 def render(results: dict) -> str:
     head = f"{'approach':<11} {'sessions':>9} {'keys/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-    head += f"{'>1ms cmds':>9} {'peak RSS':>9}"
+    head += f"{'>1ms cmds':>9} {'peak RSS':>9} {'Redis CPU/key':>13}"
     lines = [head]
     for r in results["runs"]:
         p = r["ping"]
         lines.append(
             f"{r['approach']:<11} {r['sessions']:>9} {r['keys_per_s']:>9} {p['p50_ms']:>7} {p['p99_ms']:>7} "
-            f"{p['max_ms']:>7} {r['slow_commands_over_1ms']:>9} {r['peak_rss_mb']:>7}MB"
+            f"{p['max_ms']:>7} {r['slow_commands_over_1ms']:>9} {r['peak_rss_mb']:>7}MB "
+            f"{r['redis_cpu_us_per_key']:>10} us"
         )
     idle = results["idle_ping"]
     lines.append(f"idle ping: p50 {idle['p50_ms']} ms, p99 {idle['p99_ms']} ms, max {idle['max_ms']} ms")

@@ -221,3 +221,14 @@ def test_sweep_refuses_to_overlap_a_running_sweep(redis_server, cli_process):
 
     assert result.returncode == 75
     assert json_out(result)["status"] == "skipped"
+
+
+def test_a_sweep_past_its_timeout_fails_and_says_which_setting(redis_server, cli, monkeypatch):
+    seed(redis_server.client(), 2000)
+    monkeypatch.setenv("REDIS_MAINT_JOBS__SESSION_SWEEP__TIMEOUT", "0s")
+
+    result = cli("sessions", "sweep", "--json")
+
+    assert result.exit_code == 1
+    row = json_out(result)
+    assert row["status"] == "failed" and "jobs.session_sweep.timeout" in row["error"]

@@ -280,3 +280,14 @@ def test_layout_and_thresholds_are_configurable(redis_server):
     assert report.deleted["stale"] == 1 and report.scanned == 2
     assert set(client.scan_iter()) == {b"sess|b", b"session:c"}
     assert dict(report.by_org) == {"t2": 1}
+
+
+def test_a_session_larger_than_one_command_budget_is_still_swept(redis_server):
+    client = redis_server.client()
+    now = server_now_ms(client)
+    put(client, "session:huge", session(now - 30 * HOUR_MS, pad="x" * 100_000))
+    put(client, "session:small", session(now - 30 * HOUR_MS))
+
+    report = sessions.sweep(client, redis_server.url, SWEEP, batching=SMALL)
+
+    assert report.deleted["stale"] == 2 and client.dbsize() == 0

@@ -10,7 +10,7 @@ most one SCAN is in flight, so memory holds a few batches of keys and values, ne
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import redis
@@ -30,12 +30,18 @@ _MOVING = ("MOVED", "ASK", "TRYAGAIN")
 
 @dataclass(frozen=True)
 class Batching:
-    """Bounds on each server-side step (measured here: about 1-3.5 us of server time per key)."""
+    """Bounds on each server-side step. Measured here (1M sessions, 2 cores): SCAN ~1.2 us, MGET
+    ~1 us and a check-and-delete ~4 us of server time per key, so each step stays under ~0.5 ms.
 
-    scan_count: int = 500
-    read_batch: int = 500
-    act_batch: int = 250
-    act_bytes: int = 256 * 1024
+    Every command also stays under 16 KB: Redis reads a client's input 16 KB at a time until its
+    query buffer has grown, and then greedily, running all of a pipelined backlog in one event-loop
+    turn while every other client waits. Small commands keep each turn short.
+    """
+
+    scan_count: int = 300
+    read_batch: int = 300
+    act_batch: int = 100
+    command_bytes: int = 12 * 1024
 
 
 @dataclass
@@ -83,7 +89,7 @@ class NodeSweep:
             self._send_scan(cursor)
         self.report.scanned += len(keys)
         if self.plan.reads_values:
-            for group in self._groups(keys, self.batching.read_batch):
+            for group in self._read_chunks(keys):
                 self._send_read(group)
         self.on_scanned(len(keys))
 
@@ -142,32 +148,36 @@ class NodeSweep:
             self.report.applied(action[3], code)
 
     def _act_chunks(self, actions: list[Action]) -> Iterator[list[Action]]:
-        """Chunks of at most act_batch keys and about act_bytes of values (one slot each on Cluster)."""
-        limit, budget = self.batching.act_batch, self.batching.act_bytes
-        for group in self._groups(actions, limit, key=lambda action: action[0]):
-            chunk: list[Action] = []
-            size = 0
-            for action in group:
-                chunk.append(action)
-                size += len(action[1])
-                if len(chunk) >= limit or size >= budget:
+        limit, budget = self.batching.act_batch, self.batching.command_bytes
+        return self._chunks(actions, limit, budget, key=lambda a: a[0], size=lambda a: len(a[0]) + len(a[1]))
+
+    def _read_chunks(self, keys: list[bytes]) -> Iterator[list[bytes]]:
+        return self._chunks(keys, self.batching.read_batch, self.batching.command_bytes, key=_same, size=len)
+
+    def _chunks(self, items: list, limit: int, budget: int, key, size) -> Iterator[list]:
+        """Runs of at most `limit` items and about `budget` bytes; one slot each on Cluster, where
+        a multi-key command must stay in one slot."""
+        groups: Iterable[list] = [items]
+        if self.slotted:
+            by_slot: dict[int, list] = defaultdict(list)
+            for item in items:
+                by_slot[key_slot(key(item))].append(item)
+            groups = by_slot.values()
+        for group in groups:
+            chunk: list = []
+            total = 0
+            for item in group:
+                chunk.append(item)
+                total += size(item)
+                if len(chunk) >= limit or total >= budget:
                     yield chunk
-                    chunk, size = [], 0
+                    chunk, total = [], 0
             if chunk:
                 yield chunk
 
-    def _groups(self, items: list, limit: int, key=lambda k: k) -> Iterator[list]:
-        """Runs of at most `limit` items; on Cluster, multi-key commands must stay in one slot."""
-        if not self.slotted:
-            for start in range(0, len(items), limit):
-                yield items[start : start + limit]
-            return
-        by_slot: dict[int, list] = defaultdict(list)
-        for item in items:
-            by_slot[key_slot(key(item))].append(item)
-        for group in by_slot.values():
-            for start in range(0, len(group), limit):
-                yield group[start : start + limit]
+
+def _same(item: bytes) -> bytes:
+    return item
 
 
 def _moving(reply) -> bool:

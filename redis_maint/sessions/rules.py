@@ -90,28 +90,34 @@ def decide(
 def _sweep(
     plan: Plan, keys: list[bytes], values: list[bytes | None], no_ttl: set[int], report: SweepReport
 ) -> list[Action]:
+    # the hot loop of a sweep (~1 us per session here): locals, and no calls it can do without
     cf, of, lifetime, now = plan.layout.created_field, plan.layout.org_field, plan.lifetime_ms, plan.now_ms
     stale_before, future_limit = now - plan.stale_after_ms, now + plan.future_skew_ms
+    by_org, loads, bad_json = report.by_org, orjson.loads, orjson.JSONDecodeError
     actions: list[Action] = []
-    for i, raw in enumerate(values):
+    for i, (key, raw) in enumerate(zip(keys, values, strict=True)):
         if raw is None:
             report.vanished += 1
             continue
-        doc = load(raw)
-        created = doc.get(cf) if doc is not None else None
+        try:
+            doc = loads(raw)
+            created = doc.get(cf) if type(doc) is dict else None
+        except bad_json:
+            doc = created = None
         if type(created) not in _NUMBER or created > future_limit:
-            report.note_unreadable(keys[i])
+            report.note_unreadable(key)
             if plan.delete_unreadable:
-                actions.append((keys[i], raw, DELETE, "unreadable"))
+                actions.append((key, raw, DELETE, "unreadable"))
             continue
-        if i in no_ttl and created + lifetime <= now:
-            actions.append((keys[i], raw, DELETE, "expired_no_ttl"))
+        if no_ttl and i in no_ttl and created + lifetime <= now:
+            actions.append((key, raw, DELETE, "expired_no_ttl"))
         elif created < stale_before:
-            actions.append((keys[i], raw, DELETE, "stale"))
+            actions.append((key, raw, DELETE, "stale"))
         else:
-            report.remain(org_name(doc.get(of)))
-            if i in no_ttl:
-                actions.append((keys[i], raw, b"%d" % (int(created) + lifetime), "ttl"))
+            org = doc.get(of)
+            by_org[org if type(org) is str else org_name(org)] += 1
+            if no_ttl and i in no_ttl:
+                actions.append((key, raw, b"%d" % (int(created) + lifetime), "ttl"))
     return actions
 
 

@@ -26,7 +26,10 @@ try:  # hiredis packs a command in C; redis-py's own packer costs ~1 us per argu
 except ImportError:  # pragma: no cover - redis[hiredis] is a dependency
     from redis.connection import PythonRespSerializer
 
-    _pack = PythonRespSerializer(6000, lambda a: a if isinstance(a, bytes) else str(a).encode()).pack
+    _serializer = PythonRespSerializer(6000, lambda a: a if isinstance(a, bytes) else str(a).encode())
+
+    def _pack(args: tuple[Any, ...]) -> list[bytes]:
+        return _serializer.pack(*args)
 
 
 class Wire:
