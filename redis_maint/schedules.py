@@ -28,7 +28,6 @@ class Schedule:
     def trigger(self, tz: tzinfo) -> BaseTrigger | None:
         """The APScheduler trigger, or None when the job is off."""
         if self.kind == "cron":
-
             return cron_trigger(self.cron, tz)
         if self.kind == "every":
             from apscheduler.triggers.interval import IntervalTrigger

@@ -126,9 +126,3 @@ def test_backup_verify_job_drills_the_newest_complete_backup(source, cli):
     summary = json.loads(result.stdout)["summary"]
     assert summary["backup_id"] == newest["summary"]["backup_id"] != first["summary"]["backup_id"]
     assert summary["deep"]["server"]["keys"] == summary["deep"]["source_keys"] == 282
-
-
-def test_backup_verify_without_any_backup_fails_and_says_what_to_do(source, cli):
-    result = cli("run", "backup-verify", "--json")
-    assert result.exit_code == 1
-    assert "run `redis-maint run backup` first" in json.loads(result.stdout)["error"]
