@@ -47,6 +47,10 @@ test-e2e: venv system-deps
 	bash scripts/ensure-dockerd.sh
 	$(BIN)/python -m pytest -m e2e
 
+bench: venv system-deps
+	$(BIN)/python bench/sweep.py --sessions 200000
+	$(BIN)/python bench/backup.py --size-mib 256
+
 config-sample: venv
 	$(BIN)/redis-maint config sample > config/redis-maint.toml
 
