@@ -30,7 +30,13 @@ $BIN/python scripts/seed_sessions.py --url "$REDIS_MAINT_REDIS_URL" --count 2000
 
 status=0
 for job in $($BIN/redis-maint jobs --json | $BIN/python -c 'import json,sys; print(" ".join(j["name"] for j in json.load(sys.stdin)))'); do
-  echo
+  if [ "$job" = session-delete ]; then
+    # An ad hoc job: it needs an organisation (or --all). Delete the smallest organisation's sessions.
+    org=$($BIN/redis-maint sessions count --by-org --json | $BIN/python -c 'import json,sys; d=json.load(sys.stdin)["by_org"]; print(min(d, key=d.get))')
+    echo "== redis-maint sessions delete --org $org --yes"
+    $BIN/redis-maint --log-format text sessions delete --org "$org" --yes --as demo || status=1
+    continue
+  fi
   echo "== redis-maint run $job"
   $BIN/redis-maint --log-format text run "$job" --as demo || status=1
 done
