@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -64,24 +66,19 @@ class Run:
         }
 
 
-def _guard(action: str):
+# The documented `--json` keys of a run, in order (the dataclass fields above).
+RUN_FIELDS = tuple(f.name for f in fields(Run))
+
+
+@contextmanager
+def _guarded(store: HistoryStore, action: str) -> Iterator[None]:
     """Turn database errors into HistoryError naming what we were doing."""
-
-    class _Guard:
-        def __init__(self, store: HistoryStore):
-            self.store = store
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, exc_type, exc, tb):
-            if exc is not None and isinstance(exc, SQLAlchemyError):
-                raise HistoryError(
-                    f"history store {self.store.safe_url}: could not {action}: {redact(str(exc))}"
-                ) from None
-            return False
-
-    return _Guard
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise HistoryError(
+            f"history store {store.safe_url}: could not {action}: {redact(str(exc))}"
+        ) from None
 
 
 class HistoryStore:
@@ -96,7 +93,7 @@ class HistoryStore:
             raise HistoryError(f"cannot open history store {self.safe_url}: {redact(str(exc))}") from None
 
     def start_run(self, job: str, trigger: str, requested_by: str | None) -> int:
-        with _guard("record the start of a run")(self), self.engine.begin() as conn:
+        with _guarded(self, "record the start of a run"), self.engine.begin() as conn:
             result = conn.execute(
                 db.runs.insert().values(
                     job=job,
@@ -113,7 +110,7 @@ class HistoryStore:
     def finish_run(
         self, run_id: int, status: RunStatus, summary: dict[str, Any] | None, error: str | None
     ) -> None:
-        with _guard("record the outcome of a run")(self), self.engine.begin() as conn:
+        with _guarded(self, "record the outcome of a run"), self.engine.begin() as conn:
             conn.execute(
                 update(db.runs)
                 .where(db.runs.c.id == run_id)
@@ -138,7 +135,7 @@ class HistoryStore:
     ) -> int:
         """A run that never ran: skipped or missed."""
         now = utcnow()
-        with _guard(f"record a {status} run")(self), self.engine.begin() as conn:
+        with _guarded(self, f"record a {status} run"), self.engine.begin() as conn:
             result = conn.execute(
                 db.runs.insert().values(
                     job=job,
@@ -156,7 +153,7 @@ class HistoryStore:
             return int(result.inserted_primary_key[0])
 
     def get(self, run_id: int) -> Run | None:
-        with _guard("read a run")(self), self.engine.connect() as conn:
+        with _guarded(self, "read a run"), self.engine.connect() as conn:
             row = conn.execute(select(db.runs).where(db.runs.c.id == run_id)).mappings().first()
         return None if row is None else Run(**row)
 
@@ -177,7 +174,7 @@ class HistoryStore:
             query = query.where(db.runs.c.started_at >= since)
         if limit:
             query = query.limit(limit)
-        with _guard("list runs")(self), self.engine.connect() as conn:
+        with _guarded(self, "list runs"), self.engine.connect() as conn:
             return [Run(**row) for row in conn.execute(query).mappings()]
 
     def last(self, job: str, status: str | None = None) -> Run | None:
@@ -190,7 +187,7 @@ class HistoryStore:
     def mark_interrupted(self, run_ids: list[int], reason: str) -> int:
         if not run_ids:
             return 0
-        with _guard("mark runs interrupted")(self), self.engine.begin() as conn:
+        with _guarded(self, "mark runs interrupted"), self.engine.begin() as conn:
             result = conn.execute(
                 update(db.runs)
                 .where(db.runs.c.id.in_(run_ids), db.runs.c.status == RunStatus.RUNNING)
@@ -200,10 +197,10 @@ class HistoryStore:
 
     def counts_by_status(self, job: str) -> dict[str, int]:
         query = select(db.runs.c.status, func.count()).where(db.runs.c.job == job).group_by(db.runs.c.status)
-        with _guard("count runs")(self), self.engine.connect() as conn:
+        with _guarded(self, "count runs"), self.engine.connect() as conn:
             return {status: n for status, n in conn.execute(query)}
 
     def check_writable(self) -> None:
         """A write that changes nothing, to prove the store accepts writes."""
-        with _guard("write")(self), self.engine.begin() as conn:
+        with _guarded(self, "write"), self.engine.begin() as conn:
             conn.execute(update(db.runs).where(db.runs.c.id == -1).values(status="running"))

@@ -59,19 +59,10 @@ def history(app: App, job, status, since, limit, as_json, as_csv) -> None:
 def _write_csv(runs: list[dict]) -> None:
     import json
 
-    fields = [
-        "id",
-        "job",
-        "trigger",
-        "requested_by",
-        "host",
-        "pid",
-        "started_at",
-        "finished_at",
-        "status",
-        "error",
-        "summary",
-    ]
+    from redis_maint.history import RUN_FIELDS
+
+    # The run row's own keys, with the bulky summary last.
+    fields = [k for k in RUN_FIELDS if k != "summary"] + ["summary"]
     writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for r in runs:

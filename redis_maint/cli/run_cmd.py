@@ -27,11 +27,18 @@ def run_and_report(app: App, job: str, as_json: bool, **kwargs) -> None:
     raise click.exceptions.Exit(runner.exit_code_for(run))
 
 
+def run_row_options(fn):
+    """--json and --as, shared by every command that runs a job through the run path."""
+    fn = click.option("--as", "requested_by", metavar="NAME", help="Who asked (default: $USER).")(fn)
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print the run's history row as JSON on stdout."
+    )(fn)
+
+
 @click.command()
 @click.argument("job")
 @click.option("--dry-run", is_flag=True, help="Report what would be done; change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the run's history row as JSON on stdout.")
-@click.option("--as", "requested_by", metavar="NAME", help="Who asked (default: $USER).")
+@run_row_options
 @pass_app
 def run(app: App, job: str, dry_run: bool, as_json: bool, requested_by: str | None) -> None:
     """Run JOB now, in this process, through the same path as the daemon.

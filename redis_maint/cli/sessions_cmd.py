@@ -12,7 +12,7 @@ import click
 
 from redis_maint.cli import App, pass_app
 from redis_maint.cli.output import emit_json, table
-from redis_maint.cli.run_cmd import run_and_report
+from redis_maint.cli.run_cmd import run_and_report, run_row_options
 from redis_maint.errors import UsageError
 
 
@@ -57,8 +57,7 @@ def count_cmd(app: App, by_org: bool, as_json: bool) -> None:
 @click.option("--older-than", type=DurationType(), help="Stale threshold for this run (default: max_age).")
 @click.option("--dry-run", is_flag=True, help="Report exactly what a real run would do; change nothing.")
 @click.option("--delete-unreadable", is_flag=True, help="Also delete sessions with no usable createdAt.")
-@click.option("--json", "as_json", is_flag=True, help="Print the run's history row as JSON on stdout.")
-@click.option("--as", "requested_by", metavar="NAME", help="Who asked (default: $USER).")
+@run_row_options
 @pass_app
 def sweep_cmd(
     app: App,
@@ -85,8 +84,7 @@ def sweep_cmd(
 @click.option("--all", "everything", is_flag=True, help="Delete every session (the emergency path).")
 @click.option("--dry-run", is_flag=True, help="Report exactly what would be deleted; change nothing.")
 @click.option("--yes", is_flag=True, help="Do it without asking.")
-@click.option("--json", "as_json", is_flag=True, help="Print the run's history row as JSON on stdout.")
-@click.option("--as", "requested_by", metavar="NAME", help="Who asked (default: $USER).")
+@run_row_options
 @pass_app
 def delete_cmd(
     app: App,
