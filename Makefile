@@ -48,7 +48,7 @@ test-e2e: venv system-deps
 	$(BIN)/python -m pytest -m e2e
 
 bench: venv system-deps
-	$(BIN)/python bench/sweep.py --sessions 200000
+	$(BIN)/python bench/sweep.py --sessions 200000 --repeat 1
 	$(BIN)/python bench/backup.py --size-mib 256
 
 config-sample: venv

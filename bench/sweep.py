@@ -3,6 +3,10 @@
     python bench/sweep.py                      # 1M sessions (~400 bytes, half stale), naive on 50k
     python bench/sweep.py --sessions 200000    # smaller
     python bench/sweep.py --no-ttl 0.01        # 1% of sessions without TTL (the sweep probes TTLs)
+    python bench/sweep.py --compare-cpu        # also our sweep at normal CPU priority, in turn
+
+Each approach runs --repeat times (default 3), in alternating order, and the medians are reported:
+the hosts here are shared, and one run can be a third slower than the next.
 
 For each approach it reports sessions examined per second, what a concurrent client that PINGs Redis
 every millisecond saw (p50/p99/max), the sweeping process's peak RSS, and how many Redis commands took
@@ -144,7 +148,7 @@ def latency(samples: list[float]) -> dict[str, float]:
 # -- the approaches, each in its own process -----------------------------------------------------------
 
 
-def our_sweep(port: int, out, batching: dict) -> None:
+def our_sweep(port: int, out, batching: dict, idle_cpu: bool = True) -> None:
     import redis
 
     from redis_maint import sessions
@@ -152,14 +156,67 @@ def our_sweep(port: int, out, batching: dict) -> None:
     client = redis.Redis(port=port)
     plan = sessions.Plan(mode=sessions.Mode.SWEEP)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cpu0 = _cpu_s()
     t0 = time.perf_counter()
     report = sessions.sweep(
-        client, f"redis://127.0.0.1:{port}/0", plan, batching=sessions.Batching(**batching)
+        client,
+        f"redis://127.0.0.1:{port}/0",
+        plan,
+        batching=sessions.Batching(**batching),
+        idle_cpu=idle_cpu,
     )
     took = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     deleted = sum(report.deleted.values())
-    out.put(_figures("our sweep", report.scanned, deleted + report.ttl_repaired, took, rss0, rss))
+    name = "our sweep" if idle_cpu else "ours, normal CPU priority"
+    out.put(_figures(name, report.scanned, deleted + report.ttl_repaired, took, rss0, rss, cpu0))
+
+
+def our_sweep_normal_cpu(port: int, out, batching: dict) -> None:
+    our_sweep(port, out, batching, idle_cpu=False)
+
+
+# The issue's "server-side Lua batches over SCAN" (~170k keys/s on its machine): the client SCANs, and a
+# script per batch reads, parses with cjson and unlinks on the server. Redis does all the parsing.
+LUA_SWEEP = """
+local cutoff, doomed = tonumber(ARGV[1]), {}
+local values = redis.call('MGET', unpack(KEYS))
+for i = 1, #KEYS do
+  if values[i] then
+    local ok, doc = pcall(cjson.decode, values[i])
+    if ok and type(doc) == 'table' and type(doc.createdAt) == 'number' and doc.createdAt < cutoff then
+      doomed[#doomed + 1] = KEYS[i]
+    end
+  end
+end
+if #doomed > 0 then redis.call('UNLINK', unpack(doomed)) end
+return #doomed
+"""
+
+
+def lua_batches(port: int, out, batching: dict) -> None:
+    import redis
+
+    client = redis.Redis(port=port)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cpu0 = _cpu_s()
+    sha = client.script_load(LUA_SWEEP)
+    cutoff = client.time()[0] * 1000 - DAY_MS
+    t0 = time.perf_counter()
+    cursor, scanned, deleted, step = 0, 0, 0, batching["act_batch"]
+    while True:
+        cursor, keys = client.scan(cursor, match="session:*", count=batching["scan_count"])
+        scanned += len(keys)
+        pipe = client.pipeline(transaction=False)
+        for start in range(0, len(keys), step):
+            chunk = keys[start : start + step]
+            pipe.evalsha(sha, len(chunk), *chunk, cutoff)
+        deleted += sum(pipe.execute())
+        if cursor == 0:
+            break
+    took = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out.put(_figures("Lua batches over SCAN", scanned, deleted, took, rss0, rss, cpu0))
 
 
 def naive_loop(port: int, out, _batching: dict) -> None:
@@ -168,6 +225,7 @@ def naive_loop(port: int, out, _batching: dict) -> None:
 
     client = redis.Redis(port=port)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cpu0 = _cpu_s()
     now = client.time()[0] * 1000
     t0 = time.perf_counter()
     deleted = 0
@@ -182,10 +240,17 @@ def naive_loop(port: int, out, _batching: dict) -> None:
             deleted += client.delete(key)
     took = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out.put(_figures("naive loop", len(keys), deleted, took, rss0, rss))
+    out.put(_figures("naive loop", len(keys), deleted, took, rss0, rss, cpu0))
 
 
-def _figures(name: str, examined: int, changed: int, took: float, rss0_kb: int, rss_kb: int) -> dict:
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _figures(
+    name: str, examined: int, changed: int, took: float, rss0_kb: int, rss_kb: int, cpu0_s: float
+) -> dict:
     return {
         "approach": name,
         "sessions": examined,
@@ -194,6 +259,7 @@ def _figures(name: str, examined: int, changed: int, took: float, rss0_kb: int, 
         "keys_per_s": round(examined / took) if took else None,
         "peak_rss_mb": round(rss_kb / 1024, 1),
         "rss_growth_mb": round((rss_kb - rss0_kb) / 1024, 1),
+        "client_cpu_us_per_key": round((_cpu_s() - cpu0_s) / max(1, examined) * 1e6, 2),
     }
 
 
@@ -266,7 +332,11 @@ def main() -> None:
     ap.add_argument(
         "--command-bytes", type=int, default=12 * 1024, help="max bytes of one command (keys + values)"
     )
-    ap.add_argument("--only", choices=["ours", "naive"], help="run one approach only")
+    ap.add_argument("--only", choices=["ours", "lua", "naive"], help="run one approach only")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each approach; medians are reported")
+    ap.add_argument(
+        "--compare-cpu", action="store_true", help="also run our sweep at normal CPU priority, in turn"
+    )
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args()
 
@@ -286,18 +356,26 @@ def main() -> None:
         }
         results = {"machine": machine, "runs": []}
         results["idle_ping"] = idle_latency(port)
-        approaches = (("ours", args.sessions, our_sweep), ("naive", args.naive_sessions, naive_loop))
-        for name, n, target in approaches:
-            if args.only and args.only != name:
-                continue
-            import redis
+        approaches = [("ours", args.sessions, our_sweep)]
+        if args.compare_cpu:
+            approaches.append(("ours", args.sessions, our_sweep_normal_cpu))
+        approaches.append(("lua", args.sessions, lua_batches))
+        approaches.append(("naive", args.naive_sessions, naive_loop))
+        approaches = [a for a in approaches if not args.only or a[0] == args.only]
+        for round_no in range(args.repeat):
+            # alternate the order: on a shared host, a run's place in the sequence skews it
+            for name, n, target in approaches if round_no % 2 == 0 else approaches[::-1]:
+                import redis
 
-            redis.Redis(port=port).flushall()
-            t0 = time.perf_counter()
-            seed(port, n, args.stale, args.no_ttl, args.value_bytes)
-            settle(port)
-            print(f"seeded {n} sessions in {time.perf_counter() - t0:.1f}s; running {name}", file=sys.stderr)
-            results["runs"].append(measure(port, target, batching))
+                redis.Redis(port=port).flushall()
+                t0 = time.perf_counter()
+                seed(port, n, args.stale, args.no_ttl, args.value_bytes)
+                settle(port)
+                print(
+                    f"seeded {n} sessions in {time.perf_counter() - t0:.1f}s; running {name}", file=sys.stderr
+                )
+                results["runs"].append(measure(port, target, batching))
+        results["medians"] = medians(results["runs"])
         results["settings"] = vars(args)
         print(json.dumps(results, indent=2) if args.json else render(results))
     finally:
@@ -306,17 +384,53 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def medians(runs: list[dict]) -> list[dict]:
+    """Per approach, the median of each figure over its runs (the host is shared and noisy)."""
+    from statistics import median
+
+    by_name: dict[str, list[dict]] = {}
+    for run in runs:
+        by_name.setdefault(run["approach"], []).append(run)
+    out = []
+    for name, group in by_name.items():
+        row = {"approach": name, "runs": len(group), "sessions": group[0]["sessions"]}
+        for field in FIGURES:
+            row[field] = round(median(r[field] for r in group), 3)
+        for field in PING:
+            row[field] = round(median(r["ping"][field] for r in group), 3)
+        out.append(row)
+    return out
+
+
+FIGURES = (
+    "keys_per_s",
+    "slow_commands_over_1ms",
+    "peak_rss_mb",
+    "redis_cpu_us_per_key",
+    "redis_busy",
+    "client_cpu_us_per_key",
+)
+PING = ("p50_ms", "p99_ms", "max_ms")
+
+
 def render(results: dict) -> str:
-    head = f"{'approach':<11} {'sessions':>9} {'keys/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-    head += f"{'>1ms cmds':>9} {'peak RSS':>9} {'Redis CPU/key':>13}"
-    lines = [head]
-    for r in results["runs"]:
-        p = r["ping"]
+    head = f"{'approach':<26} {'runs':>4} {'sessions':>9} {'keys/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+    head += f"{'>1ms cmds':>9} {'peak RSS':>9} {'Redis CPU/key':>13} {'our CPU/key':>11}"
+    lines = ["medians:", head]
+    for r in results["medians"]:
         lines.append(
-            f"{r['approach']:<11} {r['sessions']:>9} {r['keys_per_s']:>9} {p['p50_ms']:>7} {p['p99_ms']:>7} "
-            f"{p['max_ms']:>7} {r['slow_commands_over_1ms']:>9} {r['peak_rss_mb']:>7}MB "
-            f"{r['redis_cpu_us_per_key']:>10} us"
+            f"{r['approach']:<26} {r['runs']:>4} {r['sessions']:>9} {r['keys_per_s']:>9.0f} {r['p50_ms']:>7} "
+            f"{r['p99_ms']:>7} {r['max_ms']:>7} {r['slow_commands_over_1ms']:>9.0f} {r['peak_rss_mb']:>7}MB "
+            f"{r['redis_cpu_us_per_key']:>10} us {r['client_cpu_us_per_key']:>8} us"
         )
+    rate = {r["approach"]: r["keys_per_s"] for r in results["medians"]}
+    ours = rate.get("our sweep")
+    for name in ("Lua batches over SCAN", "naive loop"):
+        if ours and rate.get(name):
+            lines.append(f"our sweep vs {name}: {ours / rate[name]:.2f}x the keys/s (medians, same run)")
+    lines.append("each run (keys/s, ping p99 ms):")
+    for r in results["runs"]:
+        lines.append(f"  {r['approach']:<26} {r['keys_per_s']:>9} {r['ping']['p99_ms']:>7}")
     idle = results["idle_ping"]
     lines.append(f"idle ping: p50 {idle['p50_ms']} ms, p99 {idle['p99_ms']} ms, max {idle['max_ms']} ms")
     lines.append(f"load average (1 min) at start: {results['machine']['load_avg_1m']:.2f}")

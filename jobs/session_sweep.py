@@ -63,6 +63,11 @@ class SessionSweepSettings(JobSettings):
     act_batch: int = Field(
         default=100, ge=1, le=1000, description="keys per atomic check-and-delete script call (~0.4 ms)"
     )
+    idle_cpu: bool = Field(
+        default=True,
+        description="sweep at the lowest CPU priority (SCHED_IDLE), so Redis and its clients always "
+        "come first; a host with no idle CPU then slows the sweep down",
+    )
 
     @field_validator("key_pattern", "created_field", "organisation_field")
     @classmethod
@@ -132,6 +137,7 @@ def run_plan(ctx: JobContext, s: SessionSweepSettings, plan: sessions.Plan) -> d
                 scan_count=s.scan_count, read_batch=s.read_batch, act_batch=s.act_batch
             ),
             timeout=ctx.settings.redis_timeout,
+            idle_cpu=s.idle_cpu,
             on_start=lambda total: ctx.progress.start(total, "sessions"),
             on_tick=on_tick,
             sample_limit=s.unreadable_samples,

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from tests.conftest import json_out
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.conftest import ROOT, json_out
 from tests.session_data import DAY_MS, HOUR_MS, put, seed, server_now_ms, session
 
 SUMMARY_KEYS = {
@@ -232,3 +239,36 @@ def test_a_sweep_past_its_timeout_fails_and_says_which_setting(redis_server, cli
     assert result.exit_code == 1
     row = json_out(result)
     assert row["status"] == "failed" and "jobs.session_sweep.timeout" in row["error"]
+
+
+def test_sigterm_stops_a_foreground_sweep_between_batches(redis_server, monkeypatch):
+    """The sweep runs in a thread of its own (idle CPU priority); SIGTERM must still stop it cleanly."""
+    client = redis_server.client()
+    total = 40_000
+    stale = seed(client, total)
+    tiny_batches = {  # a slow sweep, so that the signal lands mid-way
+        "REDIS_MAINT_JOBS__SESSION_SWEEP__SCAN_COUNT": "10",
+        "REDIS_MAINT_JOBS__SESSION_SWEEP__READ_BATCH": "1",
+        "REDIS_MAINT_JOBS__SESSION_SWEEP__ACT_BATCH": "1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scheduler.py"), "sessions", "sweep", "--json"],
+        env={**os.environ, **tiny_batches},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while client.dbsize() == total and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=30)
+
+    assert proc.returncode == 1, stderr
+    row = json.loads(stdout)
+    assert row["status"] == "interrupted", row
+    left = client.dbsize()
+    assert total - stale < left < total, "the sweep had started and was stopped before the end"
+    fresh = [f"session:{i:08d}" for i in range(1, total, 2)]
+    assert client.exists(*fresh) == len(fresh), "no fresh session was touched"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -291,3 +293,19 @@ def test_a_session_larger_than_one_command_budget_is_still_swept(redis_server):
     report = sessions.sweep(client, redis_server.url, SWEEP, batching=SMALL)
 
     assert report.deleted["stale"] == 2 and client.dbsize() == 0
+
+
+@pytest.mark.parametrize("idle_cpu, policy", [(True, os.SCHED_IDLE), (False, os.SCHED_OTHER)])
+def test_the_sweep_runs_at_idle_cpu_priority_unless_told_otherwise(redis_server, idle_cpu, policy):
+    client = redis_server.client()
+    seed(client, 50)
+    seen = set()
+    sessions.sweep(
+        client,
+        redis_server.url,
+        SWEEP,
+        batching=SMALL,
+        idle_cpu=idle_cpu,
+        after_read=lambda keys: seen.add(os.sched_getscheduler(0)),
+    )
+    assert seen == {policy}

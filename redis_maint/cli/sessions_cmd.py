@@ -145,6 +145,7 @@ def count_sessions(app: App, by_org: bool) -> dict[str, Any]:
             by_org=by_org,
             batching=batching,
             timeout=settings.redis_timeout,
+            idle_cpu=sweep_settings.idle_cpu,
         )
     finally:
         client.close()

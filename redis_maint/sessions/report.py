@@ -45,14 +45,14 @@ class SweepReport:
     def remain(self, org: str) -> None:
         self.by_org[org] += 1
 
-    def applied(self, reason: str, code: int) -> None:
-        """Count one change by the code the check-and-act script returned (dry-run passes 1 or 2)."""
+    def applied(self, reason: str, code: int, n: int = 1) -> None:
+        """Count `n` changes by the code the check-and-act script returned (dry-run passes 1)."""
         if code == 0:
-            self.changed += 1
+            self.changed += n
         elif reason == "ttl":
-            self.ttl_repaired += 1
+            self.ttl_repaired += n
         else:
-            self.deleted[reason] += 1
+            self.deleted[reason] += n
 
     def summary(self, duration_s: float) -> dict[str, Any]:
         return {

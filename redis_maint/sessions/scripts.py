@@ -1,4 +1,4 @@
-"""The two Lua scripts of a sweep. Both take their keys in KEYS (so Cluster can route them) and do
+"""The Lua scripts of a sweep. Both take their keys in KEYS (so Cluster can route them) and do
 O(1) work per key, so a call over a few hundred keys stays around a millisecond of server time."""
 
 from __future__ import annotations
@@ -10,6 +10,16 @@ NO_TTL = """
 local out = {}
 for i = 1, #KEYS do
   if redis.call('PTTL', KEYS[i]) == -1 then out[#out + 1] = i end
+end
+return out
+"""
+
+# Which of KEYS exist (1-based positions): tells a key that is not a string (MGET answers nil for it)
+# from one that vanished after SCAN. Runs only for the rare nil replies.
+EXISTING = """
+local out = {}
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then out[#out + 1] = i end
 end
 return out
 """
@@ -44,6 +54,7 @@ def sha1(source: str) -> str:
     return hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
 
-SOURCES: dict[str, str] = {sha1(src): src for src in (NO_TTL, CHECK_AND_ACT)}
+SOURCES: dict[str, str] = {sha1(src): src for src in (NO_TTL, EXISTING, CHECK_AND_ACT)}
 NO_TTL_SHA = sha1(NO_TTL)
+EXISTING_SHA = sha1(EXISTING)
 CHECK_AND_ACT_SHA = sha1(CHECK_AND_ACT)

@@ -10,6 +10,7 @@ import redis
 from redis.exceptions import ResponseError
 
 from redis_maint.errors import MaintenanceError
+from redis_maint.idle_cpu import run_idle
 from redis_maint.redact import redact
 from redis_maint.redis_conn import call
 from redis_maint.sessions.engine import AfterRead, Batching, NodeSweep
@@ -28,39 +29,46 @@ def sweep(
     *,
     batching: Batching = DEFAULT_BATCHING,
     timeout: timedelta = timedelta(seconds=5),
+    idle_cpu: bool = True,
     on_start: Callable[[int], None] | None = None,
     on_tick: Tick | None = None,
     after_read: AfterRead | None = None,
     sample_limit: int = 5,
 ) -> SweepReport:
     """Run `plan` on every primary. `on_start(total keys)` and `on_tick(keys scanned)` report progress;
-    `after_read(keys)` runs between the read of a batch and its check-and-act (a seam for tests)."""
+    `after_read(keys)` runs between the read of a batch and its check-and-act (a seam for tests).
+    With `idle_cpu` the sweep runs in a thread of its own at SCHED_IDLE, so it never takes a core
+    from Redis; the callbacks run in that thread."""
     report = SweepReport(sample_limit=sample_limit)
     tick = on_tick or (lambda n: None)
-    with primaries(client, url, timeout) as (nodes, slotted):
-        report.nodes = len(nodes)
-        if on_start is not None:
-            on_start(sum(call(url, n.client.dbsize) for n in nodes))
-        for node in nodes:
-            node_plan = plan.at(call(url, server_time_ms, node.client))
-            probe = plan.reads_ttl and _count_persistent(url, node.client, report) > 0
-            engine = NodeSweep(
-                node.client,
-                node_plan,
-                batching,
-                report,
-                slotted=slotted,
-                probe_ttl=probe,
-                after_read=after_read,
-            )
-            try:
-                call(url, engine.run, tick)
-            except ResponseError as exc:
-                raise MaintenanceError(
-                    f"Redis node {node.name} refused a sweep command: {redact(str(exc))}; "
-                    "the sweep stopped there (changes made before it stand). Check the node's log, then sweep again"
-                ) from None
-    return report
+
+    def sweep_nodes() -> SweepReport:
+        with primaries(client, url, timeout) as (nodes, slotted):
+            report.nodes = len(nodes)
+            if on_start is not None:
+                on_start(sum(call(url, n.client.dbsize) for n in nodes))
+            for node in nodes:
+                node_plan = plan.at(call(url, server_time_ms, node.client))
+                probe = plan.reads_ttl and _count_persistent(url, node.client, report) > 0
+                engine = NodeSweep(
+                    node.client,
+                    node_plan,
+                    batching,
+                    report,
+                    slotted=slotted,
+                    probe_ttl=probe,
+                    after_read=after_read,
+                )
+                try:
+                    call(url, engine.run, tick)
+                except ResponseError as exc:
+                    raise MaintenanceError(
+                        f"Redis node {node.name} refused a sweep command: {redact(str(exc))}; "
+                        "the sweep stopped there (changes made before it stand). Check the node's log, then sweep again"
+                    ) from None
+        return report
+
+    return run_idle(sweep_nodes, name="session-sweep") if idle_cpu else sweep_nodes()
 
 
 def _count_persistent(url: str, client: redis.Redis, report: SweepReport) -> int:
@@ -77,10 +85,11 @@ def count(
     by_org: bool = False,
     batching: Batching = DEFAULT_BATCHING,
     timeout: timedelta = timedelta(seconds=5),
+    idle_cpu: bool = True,
 ) -> dict[str, Any]:
     """`{"total": N}`, plus `by_org` (every organisation) and `unreadable` when asked. SCAN only."""
     plan = Plan(mode=Mode.CENSUS if by_org else Mode.COUNT, layout=layout, dry_run=True)
-    report = sweep(client, url, plan, batching=batching, timeout=timeout)
+    report = sweep(client, url, plan, batching=batching, timeout=timeout, idle_cpu=idle_cpu)
     if not by_org:
         return {"total": report.scanned}
     by = dict(sorted(report.by_org.items(), key=lambda kv: (-kv[1], kv[0])))
