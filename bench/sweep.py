@@ -4,6 +4,7 @@
     python bench/sweep.py --sessions 200000    # smaller
     python bench/sweep.py --no-ttl 0.01        # 1% of sessions without TTL (the sweep probes TTLs)
     python bench/sweep.py --compare-cpu        # also our sweep at normal CPU priority, in turn
+    python bench/sweep.py --floor              # also the engine with unchecked UNLINKs: a lower bound
 
 Each approach runs --repeat times (default 3), in alternating order, and the medians are reported:
 the hosts here are shared, and one run can be a third slower than the next.
@@ -148,7 +149,7 @@ def latency(samples: list[float]) -> dict[str, float]:
 # -- the approaches, each in its own process -----------------------------------------------------------
 
 
-def our_sweep(port: int, out, batching: dict, idle_cpu: bool = True) -> None:
+def our_sweep(port: int, out, batching: dict, idle_cpu: bool = True, name: str = "") -> None:
     import redis
 
     from redis_maint import sessions
@@ -168,12 +169,25 @@ def our_sweep(port: int, out, batching: dict, idle_cpu: bool = True) -> None:
     took = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     deleted = sum(report.deleted.values())
-    name = "our sweep" if idle_cpu else "ours, normal CPU priority"
+    name = name or ("our sweep" if idle_cpu else "ours, normal CPU priority")
     out.put(_figures(name, report.scanned, deleted + report.ttl_repaired, took, rss0, rss, cpu0))
 
 
 def our_sweep_normal_cpu(port: int, out, batching: dict) -> None:
     our_sweep(port, out, batching, idle_cpu=False)
+
+
+def unchecked_floor(port: int, out, batching: dict) -> None:
+    """Our engine with a plain UNLINK in place of the check-and-act: racy, so never a product path.
+    Its Redis CPU per key is what a sweep costs before any check."""
+    from redis_maint.sessions.engine import NodeSweep
+
+    def send_unlink(self, chunk):
+        keys = [action[0] for action in chunk]
+        self.wire.send(("UNLINK", *keys), lambda n: self._count(chunk, [1] * len(chunk)))
+
+    NodeSweep._send_act = send_unlink
+    our_sweep(port, out, batching, name="unchecked floor (racy)")
 
 
 # The issue's "server-side Lua batches over SCAN" (~170k keys/s on its machine): the client SCANs, and a
@@ -332,10 +346,13 @@ def main() -> None:
     ap.add_argument(
         "--command-bytes", type=int, default=12 * 1024, help="max bytes of one command (keys + values)"
     )
-    ap.add_argument("--only", choices=["ours", "lua", "naive"], help="run one approach only")
+    ap.add_argument("--only", choices=["ours", "floor", "lua", "naive"], help="run one approach only")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each approach; medians are reported")
     ap.add_argument(
         "--compare-cpu", action="store_true", help="also run our sweep at normal CPU priority, in turn"
+    )
+    ap.add_argument(
+        "--floor", action="store_true", help="also run our engine with unchecked UNLINKs (a lower bound)"
     )
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args()
@@ -359,6 +376,8 @@ def main() -> None:
         approaches = [("ours", args.sessions, our_sweep)]
         if args.compare_cpu:
             approaches.append(("ours", args.sessions, our_sweep_normal_cpu))
+        if args.floor:
+            approaches.append(("floor", args.sessions, unchecked_floor))
         approaches.append(("lua", args.sessions, lua_batches))
         approaches.append(("naive", args.naive_sessions, naive_loop))
         approaches = [a for a in approaches if not args.only or a[0] == args.only]

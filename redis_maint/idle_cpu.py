@@ -5,6 +5,10 @@ a Redis preempted mid-turn answers every other client late (measured with `bench
 pinging client's p99 fell from ~3.5 ms to ~2 ms). At SCHED_IDLE the kernel runs the work only
 when nothing else wants the CPU. The policy belongs to one thread, and an unprivileged thread
 may not raise it again, so the work gets a thread that ends with it.
+
+The cost: on a host with no idle CPU at all the work crawls, and a starved thread still holds
+Python's GIL between bytecodes, so the daemon's other threads (/healthz) can stall with it.
+`jobs.session_sweep.idle_cpu = false` is the way out on such a host.
 """
 
 from __future__ import annotations
