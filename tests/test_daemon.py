@@ -169,3 +169,22 @@ def test_schedules_use_the_configured_timezone():
     nxt = trigger.get_next_fire_time(None, datetime(2026, 1, 10, 12, 0, tzinfo=UTC))
     assert nxt.astimezone(UTC) == datetime(2026, 1, 11, 8, 0, tzinfo=UTC)
     assert nxt - datetime(2026, 1, 10, 12, 0, tzinfo=UTC) < timedelta(days=1)
+
+
+def test_a_scheduled_sweep_runs_in_its_idle_thread_and_deletes_the_stale_sessions(redis_server):
+    from tests.session_data import seed
+
+    client = redis_server.client()
+    stale = seed(client, 300)
+    proc = _daemon(
+        REDIS_MAINT_JOBS__HEALTH__SCHEDULE="off", REDIS_MAINT_JOBS__SESSION_SWEEP__SCHEDULE="every 1h"
+    )
+    try:
+        wait_for(lambda: _store().list(job="session-sweep", status="succeeded"), timeout=20, what="the sweep")
+    finally:
+        code, err = _stop(proc)
+    assert code == 0, err
+    run = _store().list(job="session-sweep")[0]
+    assert run.trigger == "catch-up"
+    assert run.summary["deleted"]["stale"] == stale == 150
+    assert client.dbsize() == 150

@@ -23,3 +23,12 @@ def test_the_work_s_exception_reaches_the_caller():
 
     with pytest.raises(LookupError, match="no such node"):
         run_idle(fails, name="sweep-test")
+
+
+def test_a_worker_thread_can_hand_work_to_an_idle_thread():
+    """The daemon runs jobs in a thread pool: the sweep's own thread starts from one of those."""
+    results = []
+    worker = threading.Thread(target=lambda: results.append(run_idle(_policy, name="from-worker")))
+    worker.start()
+    worker.join(10)
+    assert results == [(os.SCHED_IDLE, "from-worker")]
