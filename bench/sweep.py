@@ -4,7 +4,7 @@
     python bench/sweep.py --sessions 200000    # smaller
     python bench/sweep.py --no-ttl 0.01        # 1% of sessions without TTL (the sweep probes TTLs)
     python bench/sweep.py --compare-cpu        # also our sweep at normal CPU priority, in turn
-    python bench/sweep.py --floor              # also the engine with unchecked UNLINKs: a lower bound
+    python bench/sweep.py --floor              # also the engine with unchecked UNLINKs (racy; a reference)
 
 Each approach runs --repeat times (default 3), in alternating order, and the medians are reported:
 the hosts here are shared, and one run can be a third slower than the next.
@@ -352,7 +352,9 @@ def main() -> None:
         "--compare-cpu", action="store_true", help="also run our sweep at normal CPU priority, in turn"
     )
     ap.add_argument(
-        "--floor", action="store_true", help="also run our engine with unchecked UNLINKs (a lower bound)"
+        "--floor",
+        action="store_true",
+        help="also run our engine with unchecked UNLINKs (what Redis pays before any check)",
     )
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args()
