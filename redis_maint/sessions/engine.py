@@ -55,11 +55,10 @@ class _Read:
     moved: bool = False
     waiting: int = 1  # replies still to come before the batch can be decided
 
-    def without_foreign(self, report: SweepReport) -> _Read:
+    def without_foreign(self) -> _Read:
         """The batch without its non-string keys: they match the pattern but are not sessions."""
         if not self.foreign:
             return self
-        report.scanned -= len(self.foreign)
         keep = [i for i in range(len(self.keys)) if i not in self.foreign]
         renumber = {old: new for new, old in enumerate(keep)}
         return _Read(
@@ -152,7 +151,8 @@ class NodeSweep:
     def _arrived(self, batch: _Read) -> None:
         batch.waiting -= 1
         if batch.waiting == 0:
-            self._act(batch.without_foreign(self.report))
+            self.report.scanned -= len(batch.foreign)  # SCAN counted them; they are not sessions
+            self._act(batch.without_foreign())
 
     # -- decide and act ---------------------------------------------------------------------------
     def _act(self, batch: _Read) -> None:

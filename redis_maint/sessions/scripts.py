@@ -1,4 +1,4 @@
-"""The Lua scripts of a sweep. Both take their keys in KEYS (so Cluster can route them) and do
+"""The Lua scripts of a sweep. All take their keys in KEYS (so Cluster can route them) and do
 O(1) work per key, so a call over a few hundred keys stays around a millisecond of server time."""
 
 from __future__ import annotations
