@@ -19,7 +19,7 @@ venv: $(STAMP)
 # the check image built locally (no registry is reachable here).
 CHECK_IMAGE ?= redis-maint-check:7
 system-deps:
-	bash scripts/system-deps.sh redis
+	bash scripts/system-deps.sh redis compose
 	bash scripts/ensure-dockerd.sh
 	bash scripts/build-check-image.sh $(CHECK_IMAGE)
 

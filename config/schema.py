@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, create_model, field_validator, model_validator
 
-from config.types import Duration, Section
+from config.types import Duration, PositiveDuration, Section
 from jobs import REGISTRY
 
 
@@ -41,7 +41,9 @@ class NotifySettings(Section):
         default=timedelta(hours=26),
         description="the backup-age job fails (and notifies) when the newest complete backup is older",
     )
-    timeout: Duration = Field(default=timedelta(seconds=5), description="timeout of one webhook request")
+    timeout: PositiveDuration = Field(
+        default=timedelta(seconds=5), description="timeout of one webhook request"
+    )
     retries: int = Field(default=3, ge=0, le=10, description="extra attempts after a failed webhook request")
     backoff: Duration = Field(
         default=timedelta(seconds=1), description="wait before the first retry; doubles after each attempt"
@@ -56,7 +58,7 @@ class NotifySettings(Section):
 
 
 class LockSettings(Section):
-    lease_ttl: Duration = Field(
+    lease_ttl: PositiveDuration = Field(
         default=timedelta(seconds=60),
         description="a job's lease lapses this long after its holder's last heartbeat",
     )
@@ -83,7 +85,7 @@ class DockerSettings(Section):
         default="missing",
         description="pull check_image never, only when it is missing locally, or before every run",
     )
-    timeout: Duration = Field(
+    timeout: PositiveDuration = Field(
         default=timedelta(minutes=10),
         description="a throwaway container still running after this long is killed",
     )
@@ -144,7 +146,7 @@ class Settings(Section):
         default="redis://localhost:6379/0",
         description="the maintained Redis; password and rediss:// TLS come through the URL",
     )
-    redis_timeout: Duration = Field(
+    redis_timeout: PositiveDuration = Field(
         default=timedelta(seconds=5), description="connect and command timeout for Redis"
     )
     data_dir: str = Field(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 from redis_maint.durations import format_duration, parse_duration
 from redis_maint.schedules import Schedule, parse_schedule
@@ -15,6 +15,16 @@ Duration = Annotated[
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
 ]
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than 0s (e.g. 30s, 10m)")
+    return value
+
+
+# Timeouts, TTLs and lifetimes: 0s would fail every run at once or never wait at all.
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 
 ScheduleField = Annotated[
     Schedule,
@@ -41,6 +51,6 @@ class JobSettings(Section):
     """Settings every job has. A job's own model subclasses this and sets its default schedule."""
 
     schedule: ScheduleField = schedule_default("off")
-    timeout: Duration = Field(
+    timeout: PositiveDuration = Field(
         default=timedelta(minutes=30), description="the run fails once it has run this long"
     )

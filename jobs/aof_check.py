@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
-from config.types import Duration, JobSettings, ScheduleField, schedule_default
+from config.types import JobSettings, PositiveDuration, ScheduleField, schedule_default
 from jobs.base import Job, JobContext
 from redis_maint import integrity
 from redis_maint.errors import JobFailedError
@@ -23,11 +23,11 @@ from redis_maint.snapshot import discover_layout, take_snapshot
 
 class AofCheckSettings(JobSettings):
     schedule: ScheduleField = schedule_default("30 3 * * *")
-    timeout: Duration = Field(
+    timeout: PositiveDuration = Field(
         default=timedelta(minutes=30), description="the run fails once it has run this long"
     )
     include_rdb: bool = Field(default=True, description="also check dump.rdb with redis-check-rdb")
-    rewrite_timeout: Duration = Field(
+    rewrite_timeout: PositiveDuration = Field(
         default=timedelta(minutes=10),
         description="how long to wait for a running AOF rewrite to finish before copying",
     )

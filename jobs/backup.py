@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from config.types import Duration, JobSettings, ScheduleField, Section, schedule_default
-from jobs.base import Job, JobContext
+from config.types import Duration, JobSettings, PositiveDuration, ScheduleField, Section, schedule_default
+from jobs.base import Job, JobContext, Params
 from redis_maint import backups
 from redis_maint.catalog import BackupRecord, BackupStatus, Catalog
 from redis_maint.errors import JobCancelledError, JobFailedError, MaintenanceError
@@ -58,8 +58,8 @@ class S3Settings(Section):
     )
     multipart_chunk_mib: int = Field(default=8, ge=5, le=5120, description="multipart part size (MiB)")
     max_concurrency: int = Field(default=10, ge=1, le=64, description="parallel part uploads per file")
-    connect_timeout: Duration = Field(default=timedelta(seconds=10), description="S3 connect timeout")
-    read_timeout: Duration = Field(default=timedelta(seconds=60), description="S3 read timeout")
+    connect_timeout: PositiveDuration = Field(default=timedelta(seconds=10), description="S3 connect timeout")
+    read_timeout: PositiveDuration = Field(default=timedelta(seconds=60), description="S3 read timeout")
     max_attempts: int = Field(
         default=5, ge=1, le=20, description="attempts per S3 request (standard retries)"
     )
@@ -97,12 +97,14 @@ class S3Settings(Section):
 
 class BackupSettings(JobSettings):
     schedule: ScheduleField = schedule_default("0 3 * * *")
-    timeout: Duration = Field(
+    timeout: PositiveDuration = Field(
         default=timedelta(hours=2), description="the run fails once it has run this long"
     )
     bgsave: bool = Field(default=True, description="run BGSAVE first; off copies dump.rdb as it is on disk")
-    bgsave_timeout: Duration = Field(default=timedelta(minutes=15), description="how long BGSAVE may take")
-    rewrite_timeout: Duration = Field(
+    bgsave_timeout: PositiveDuration = Field(
+        default=timedelta(minutes=15), description="how long BGSAVE may take"
+    )
+    rewrite_timeout: PositiveDuration = Field(
         default=timedelta(minutes=10), description="how long to wait for a running AOF rewrite before copying"
     )
     staging_dir: str = Field(
@@ -127,6 +129,12 @@ class BackupSettings(JobSettings):
 
     def policy(self) -> Policy:
         return Policy(self.keep_last, self.keep_daily, self.keep_weekly, self.keep_monthly)
+
+
+class BackupParams(Params):
+    prune: bool = Field(
+        default=True, description="apply retention after this backup (`run backup --no-prune`)"
+    )
 
 
 def open_backup_target(settings: Any, uri: str | None = None) -> Target:
@@ -284,6 +292,8 @@ def _upload(ctx, target: Target, location: str, snapshot: Snapshot, manifest, su
 def _retention(ctx: JobContext, s: BackupSettings, target: Target) -> dict[str, Any]:
     if not s.prune:
         return {"skipped": "jobs.backup.prune is off"}
+    if not ctx.params.prune:
+        return {"skipped": "run with --no-prune"}
     t0 = time.monotonic()
     result = _apply_retention(ctx, s, target, dry_run=False)
     result["duration_s"] = round(time.monotonic() - t0, 3)
@@ -308,7 +318,7 @@ def _dry_run(ctx: JobContext, s: BackupSettings) -> dict[str, Any]:
     target = open_backup_target(ctx.settings)
     try:
         target.preflight()
-        retention = _apply_retention(ctx, s, target, dry_run=True) if s.prune else None
+        retention = _apply_retention(ctx, s, target, dry_run=True) if s.prune and ctx.params.prune else None
         location = backups.location_for(ctx.settings.instance, "<backup-id>", utcnow())
         return {
             "would_back_up": files,
@@ -359,4 +369,5 @@ JOB = Job(
     description="BGSAVE, consistent snapshot of dump.rdb + AOF, upload with manifest, catalog, retention",
     settings_model=BackupSettings,
     run=run,
+    params_model=BackupParams,
 )

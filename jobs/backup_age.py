@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
-from config.types import Duration, JobSettings, ScheduleField, schedule_default
+from config.types import JobSettings, PositiveDuration, ScheduleField, schedule_default
 from jobs.base import Job, JobContext
 from redis_maint import backup_facts
 from redis_maint.errors import JobFailedError
@@ -22,7 +22,7 @@ from redis_maint.timeutil import isoformat, utcnow
 
 class BackupAgeSettings(JobSettings):
     schedule: ScheduleField = schedule_default("*/15 * * * *")
-    timeout: Duration = Field(
+    timeout: PositiveDuration = Field(
         default=timedelta(minutes=1), description="the run fails once it has run this long"
     )
 

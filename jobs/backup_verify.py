@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
-from config.types import Duration, JobSettings, ScheduleField, schedule_default
+from config.types import JobSettings, PositiveDuration, ScheduleField, schedule_default
 from jobs.backup import open_backup_target
 from jobs.base import Job, JobContext
 from redis_maint import backups, deep_verify
@@ -22,7 +22,7 @@ from redis_maint.errors import JobFailedError
 
 class BackupVerifySettings(JobSettings):
     schedule: ScheduleField = schedule_default("0 4 * * 0")
-    timeout: Duration = Field(
+    timeout: PositiveDuration = Field(
         default=timedelta(hours=1),
         description="the run (download, checks, load) fails once it has run this long",
     )

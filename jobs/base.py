@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from config.types import JobSettings
-from redis_maint.errors import JobCancelledError, JobTimeoutError
+from redis_maint.errors import JobCancelledError, JobTimeoutError, UsageError
 from redis_maint.progress import Progress
 from redis_maint.timeutil import utcnow
 
@@ -21,12 +23,44 @@ if TYPE_CHECKING:
     from redis_maint.history import HistoryStore
 
 
+class Params(BaseModel):
+    """A job's run parameters (the CLI's flags). Validated once, before the lease is taken, so a
+    typo is a usage error (exit 2) and never a failed run in history."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def recorded(self) -> dict[str, Any]:
+        """What the run's summary records as `params`: only what was set."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+
+class NoParams(Params):
+    pass
+
+
 @dataclass(frozen=True)
 class Job:
     name: str
     description: str
     settings_model: type[JobSettings]
     run: Callable[[JobContext], dict[str, Any]]
+    params_model: type[Params] = NoParams
+
+    def parse_params(self, raw: Params | dict[str, Any] | None) -> Params:
+        if isinstance(raw, self.params_model):
+            return raw
+        try:
+            return self.params_model.model_validate(raw or {})
+        except ValidationError as exc:
+            raise UsageError(f"{self.name}: " + "; ".join(_param_problem(e) for e in exc.errors())) from None
+
+
+def _param_problem(err: Any) -> str:
+    name = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"it takes no parameter {name!r}"
+    message = err["msg"].removeprefix("Value error, ")
+    return f"{name}: {message}" if name else message
 
 
 @dataclass
@@ -40,7 +74,7 @@ class JobContext:
     trigger: str
     requested_by: str | None
     dry_run: bool = False
-    params: dict[str, Any] = field(default_factory=dict)
+    params: Any = field(default_factory=NoParams)  # the job's own Params model
     started_at: datetime = field(default_factory=utcnow)
     cancel: threading.Event = field(default_factory=threading.Event)
     progress: Progress = field(default_factory=Progress)

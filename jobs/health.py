@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field
 
-from config.types import Duration, JobSettings, ScheduleField, schedule_default
+from config.types import JobSettings, PositiveDuration, ScheduleField, schedule_default
 from jobs.base import Job, JobContext
 from redis_maint.redis_conn import call
 
@@ -23,7 +23,7 @@ PING_SAMPLES = 5
 
 class HealthSettings(JobSettings):
     schedule: ScheduleField = schedule_default("* * * * *")
-    timeout: Duration = Field(
+    timeout: PositiveDuration = Field(
         default=timedelta(seconds=30), description="the run fails once it has run this long"
     )
     ping_warning_ms: float = Field(default=5, description="PING latency warning threshold (ms)")

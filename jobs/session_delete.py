@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import field_validator
+from pydantic import Field, field_validator, model_validator
 
 from config.types import JobSettings, ScheduleField, schedule_default
-from jobs.base import Job, JobContext
+from jobs.base import Job, JobContext, Params
 from jobs.session_sweep import plan_for, run_plan
 from redis_maint import sessions
-from redis_maint.errors import UsageError
 from redis_maint.schedules import Schedule
 
 
@@ -30,16 +29,25 @@ class SessionDeleteSettings(JobSettings):
         return value
 
 
+class DeleteParams(Params):
+    org: str | None = Field(default=None, description="delete this organisation's sessions")
+    all: bool = Field(default=False, description="delete every session")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DeleteParams:
+        if bool(self.org) == self.all:
+            raise ValueError(
+                "session-delete needs exactly one of the parameters org or all; "
+                "run it as `redis-maint sessions delete --org ORG_ID` or `redis-maint sessions delete --all --yes`"
+            )
+        return self
+
+
 def run(ctx: JobContext) -> dict[str, Any]:
-    org, everything = ctx.params.get("org"), bool(ctx.params.get("all", False))
-    if bool(org) == everything:
-        raise UsageError(
-            "session-delete needs exactly one of the parameters org or all; "
-            "run it as `redis-maint sessions delete --org ORG_ID` or `... --all --yes`"
-        )
+    params: DeleteParams = ctx.params
     sweep_settings = ctx.settings.job("session-sweep")
-    mode = sessions.Mode.ALL if everything else sessions.Mode.ORG
-    plan = plan_for(sweep_settings, mode, ctx.dry_run, org=str(org) if org else None)
+    mode = sessions.Mode.ALL if params.all else sessions.Mode.ORG
+    plan = plan_for(sweep_settings, mode, ctx.dry_run, org=params.org)
     return run_plan(ctx, sweep_settings, plan)
 
 
@@ -48,4 +56,5 @@ JOB = Job(
     description="ad hoc session deletes (sessions delete --org / --all); never scheduled",
     settings_model=SessionDeleteSettings,
     run=run,
+    params_model=DeleteParams,
 )

@@ -13,16 +13,15 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from config.types import Duration, JobSettings, ScheduleField, schedule_default
-from jobs.base import Job, JobContext
+from config.types import Duration, JobSettings, PositiveDuration, ScheduleField, schedule_default
+from jobs.base import Job, JobContext, Params
 from redis_maint import sessions
-from redis_maint.durations import format_duration, parse_duration
-from redis_maint.errors import UsageError
+from redis_maint.durations import format_duration
 
 
 class SessionSweepSettings(JobSettings):
     schedule: ScheduleField = schedule_default("*/15 * * * *")
-    timeout: Duration = Field(
+    timeout: PositiveDuration = Field(
         default=timedelta(minutes=10), description="the run fails once it has run this long"
     )
     key_pattern: str = Field(default="session:*", description="SCAN MATCH pattern of session keys")
@@ -32,7 +31,7 @@ class SessionSweepSettings(JobSettings):
     organisation_field: str = Field(
         default="organisationId", description="JSON field with the session's organisation id"
     )
-    max_age: Duration = Field(
+    max_age: PositiveDuration = Field(
         default=timedelta(hours=24),
         description="session lifetime (the session TTL): older sessions are stale, and a session "
         "without TTL is given createdAt + max_age",
@@ -51,7 +50,7 @@ class SessionSweepSettings(JobSettings):
     pressure_ratio: float = Field(
         default=0.90, gt=0, le=1, description="used_memory/maxmemory above which memory is under pressure"
     )
-    pressure_max_age: Duration = Field(
+    pressure_max_age: PositiveDuration = Field(
         default=timedelta(hours=12), description="stale threshold under memory pressure (the runbook's 12h)"
     )
     scan_count: int = Field(
@@ -76,13 +75,6 @@ class SessionSweepSettings(JobSettings):
             raise ValueError("must not be empty")
         return value
 
-    @field_validator("max_age", "pressure_max_age")
-    @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("must be longer than 0s (e.g. 24h)")
-        return value
-
 
 def layout(s: SessionSweepSettings) -> sessions.Layout:
     return sessions.Layout(
@@ -101,9 +93,19 @@ def plan_for(s: SessionSweepSettings, mode: sessions.Mode, dry_run: bool, **over
     return sessions.Plan(mode=mode, dry_run=dry_run, **{**fields, **overrides})
 
 
+class SweepParams(Params):
+    older_than: PositiveDuration | None = Field(
+        default=None, description="stale threshold for this run instead of max_age"
+    )
+    delete_unreadable: bool = Field(
+        default=False, description="also delete sessions with no usable createdAt"
+    )
+
+
 def run(ctx: JobContext) -> dict[str, Any]:
     s: SessionSweepSettings = ctx.job_settings
-    older_than = _older_than(ctx.params)
+    params: SweepParams = ctx.params
+    older_than = params.older_than
     pressure = _pressure(ctx, s, override=older_than is not None)
     stale_after = older_than or (s.pressure_max_age if pressure.get("applied") else s.max_age)
     plan = plan_for(
@@ -111,7 +113,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         sessions.Mode.SWEEP,
         ctx.dry_run,
         stale_after_ms=_ms(stale_after),
-        delete_unreadable=bool(ctx.params.get("delete_unreadable", False)),
+        delete_unreadable=params.delete_unreadable,
     )
     summary = run_plan(ctx, s, plan)
     summary["max_age"] = format_duration(s.max_age)
@@ -159,19 +161,6 @@ def _pressure(ctx: JobContext, s: SessionSweepSettings, override: bool) -> dict[
     return {"enabled": True, "ratio": ratio, "threshold": s.pressure_ratio, "applied": over and not override}
 
 
-def _older_than(params: dict[str, Any]) -> timedelta | None:
-    raw = params.get("older_than")
-    if raw is None:
-        return None
-    try:
-        value = parse_duration(raw)
-    except ValueError as exc:
-        raise UsageError(f"older_than: {exc}") from None
-    if value <= timedelta(0):
-        raise UsageError(f"older_than must be longer than 0s (got {raw!r}); e.g. --older-than 12h")
-    return value
-
-
 def _ms(value: timedelta) -> int:
     return int(value.total_seconds() * 1000)
 
@@ -181,4 +170,5 @@ JOB = Job(
     description="delete stale sessions, repair missing TTLs, report unreadable sessions",
     settings_model=SessionSweepSettings,
     run=run,
+    params_model=SweepParams,
 )

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jobs import get_job
-from jobs.base import JobContext, Progress
+from jobs.base import JobContext, Params, Progress
 from redis_maint import notify
 from redis_maint.errors import (
     EXIT_FAILED,
@@ -57,13 +57,15 @@ def execute(
     trigger: str,
     requested_by: str | None = None,
     dry_run: bool = False,
-    params: dict[str, Any] | None = None,
+    params: Params | dict[str, Any] | None = None,
     store: HistoryStore | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> Run:
-    """Run one job now and return its history row."""
+    """Run one job now and return its history row. Bad parameters raise UsageError before anything
+    is recorded or locked."""
     job = get_job(job_name)
+    parsed = job.parse_params(params)
     store = store or HistoryStore(settings.history_url)
     try:
         lease = Lease.acquire(store, job.name, settings.lock.lease_ttl)
@@ -85,7 +87,7 @@ def execute(
             trigger=trigger,
             requested_by=requested_by,
             dry_run=dry_run,
-            params=dict(params or {}),
+            params=parsed,
             cancel=cancel or threading.Event(),
             progress=progress or Progress(),
         )
@@ -136,8 +138,8 @@ def _invoke(ctx: JobContext) -> tuple[RunStatus, dict[str, Any] | None, str | No
     summary.setdefault("duration_s", round(time.monotonic() - t0, 3))
     if ctx.dry_run:
         summary["dry_run"] = True
-    if ctx.params:
-        summary["params"] = ctx.params
+    if recorded := ctx.params.recorded():
+        summary["params"] = recorded
     return status, summary, error
 
 

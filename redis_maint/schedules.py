@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
 from redis_maint.durations import format_duration, parse_duration
@@ -80,9 +80,14 @@ def parse_schedule(value: object) -> Schedule:
             "'every 30s', or 'off')"
         )
     try:
-        cron_trigger(text, None)
+        trigger = cron_trigger(text, UTC)
     except ValueError as exc:
         raise ValueError(f"not a valid cron expression: {value!r} ({exc})") from None
+    if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+        raise ValueError(
+            f"the cron expression {value!r} can never fire (no such date, e.g. 31 February); "
+            "check the day and month fields"
+        )
     return Schedule("cron", cron=text)
 
 

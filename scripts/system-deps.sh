@@ -2,6 +2,7 @@
 # Install what the project needs from Debian's packages, only when it is missing.
 #   system-deps.sh python   venv support for python3
 #   system-deps.sh redis    redis-server (tests and demo start their own)
+#   system-deps.sh compose  docker-compose (the compose file's validation test and make test-e2e)
 set -euo pipefail
 
 updated=0
@@ -24,6 +25,9 @@ for what in "$@"; do
       ;;
     redis)
       command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_install redis-server redis-tools
+      ;;
+    compose)
+      command -v docker-compose >/dev/null || apt_install docker-compose
       ;;
     *)
       echo "system-deps: unknown component $what" >&2

@@ -110,22 +110,77 @@ def test_password_in_a_bad_value_is_masked():
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30s", 30), ("15m", 900), ("24h", 86400), ("7d", 604800), ("1h30m", 5400), ("90", 90), ("500ms", 0.5)],
+    [("30s", 30), ("15m", 900), ("24h", 86400), ("7d", 604800), ("2w", 1209600), ("1h30m", 5400), ("0.5s", 0.5)],
 )
 def test_durations_parse(text, seconds):
     assert parse_duration(text).total_seconds() == seconds
 
 
-@pytest.mark.parametrize("text", ["", "ten", "5x", "1h 30", "-5s"])
+@pytest.mark.parametrize("text", ["", "ten", "5x", "1h 30", "-5s", "500ms", "1M", "2H", "1y"])
 def test_bad_durations_are_rejected(text):
     with pytest.raises(ValueError):
         parse_duration(text)
 
 
+@pytest.mark.parametrize("value", ["2", "90", "1.5", 2, 0.5])
+def test_a_bare_number_is_not_a_duration_and_the_error_suggests_units(value):
+    with pytest.raises(ValueError, match=rf'"{value}" has no unit; did you mean {value}h or {value}d\?'):
+        parse_duration(value)
+
+
+def test_an_upper_case_unit_is_refused_with_the_lower_case_spelling():
+    with pytest.raises(ValueError, match="did you mean 1m"):
+        parse_duration("1M")
+
+
 def test_duration_round_trip():
-    for secs in (1, 59, 60, 3600, 5400, 86400, 90061):
+    for secs in (0.25, 1, 59, 60, 3600, 5400, 86400, 90061):
         td = timedelta(seconds=secs)
         assert parse_duration(format_duration(td)) == td
+
+
+@pytest.mark.parametrize(
+    ("env", "value"),
+    [
+        ("REDIS_MAINT_JOBS__SESSION_SWEEP__MAX_AGE", "2"),
+        ("REDIS_MAINT_LOCK__LEASE_TTL", "60"),
+        ("REDIS_MAINT_JOBS__BACKUP__TIMEOUT", "7200"),
+    ],
+)
+def test_a_duration_setting_without_a_unit_exits_2_naming_field_and_source(env, value):
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={env: value})
+    assert info.value.exit_code == 2
+    assert "has no unit" in str(info.value)
+    assert f"env {env}" in str(info.value)
+
+
+def test_a_duration_without_a_unit_in_toml_is_refused(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[jobs.session_sweep]\nmax_age = 2\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(config_path=path, environ={})
+    assert "jobs.session_sweep.max_age" in str(info.value)
+    assert "did you mean 2h or 2d?" in str(info.value)
+
+
+@pytest.mark.parametrize("env", ["REDIS_MAINT_JOBS__HEALTH__TIMEOUT", "REDIS_MAINT_REDIS_TIMEOUT"])
+def test_a_timeout_of_zero_is_a_config_error(env):
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={env: "0s"})
+    assert "must be longer than 0s" in str(info.value)
+
+
+@pytest.mark.parametrize("expr", ["0 3 31 2 *", "0 3 30 2 *", "0 3 31 4 *"])
+def test_a_schedule_that_can_never_fire_is_a_config_error(expr):
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"REDIS_MAINT_JOBS__BACKUP__SCHEDULE": expr})
+    assert "can never fire" in str(info.value)
+
+
+def test_a_leap_day_schedule_is_accepted():
+    settings = load_settings(environ={"REDIS_MAINT_JOBS__BACKUP__SCHEDULE": "0 3 29 2 *"})
+    assert str(settings.job("backup").schedule) == "0 3 29 2 *"
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ def hook(monkeypatch):
     server = WebhookServer().start()
     monkeypatch.setenv("REDIS_MAINT_NOTIFY__WEBHOOK_URL", server.url + "/hook")
     monkeypatch.setenv("REDIS_MAINT_NOTIFY__SLACK_WEBHOOK_URL", server.url + "/slack")
-    monkeypatch.setenv("REDIS_MAINT_NOTIFY__BACKOFF", "10ms")
+    monkeypatch.setenv("REDIS_MAINT_NOTIFY__BACKOFF", "0.01s")
     yield server
     server.stop()
 

@@ -164,13 +164,13 @@ def test_delete_needs_exactly_one_target(redis_server, cli):
     assert "exactly one of --org ORG_ID or --all" in both.stderr
 
 
-def test_session_delete_run_without_parameters_fails_with_a_hint(redis_server, cli):
+def test_session_delete_run_without_parameters_is_a_usage_error_with_a_hint(redis_server, cli):
     put(redis_server.client(), "session:x", session(0))
 
-    row = json_out(cli("run", "session-delete", "--json"))
+    result = cli("run", "session-delete", "--json")
 
-    assert row["status"] == "failed"
-    assert "sessions delete --org ORG_ID" in row["error"]
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "sessions delete --org ORG_ID" in result.stderr
     assert redis_server.client().dbsize() == 1
 
 
@@ -210,7 +210,7 @@ def test_older_than_rejects_a_bad_duration(redis_server, cli):
     result = cli("sessions", "sweep", "--older-than", "soon")
 
     assert result.exit_code == 2
-    assert "not a duration" in result.stderr
+    assert "is not a duration" in result.stderr
 
 
 def test_sweep_refuses_to_overlap_a_running_sweep(redis_server, cli_process):

@@ -7,6 +7,7 @@ import click
 
 from redis_maint.cli import App, pass_app
 from redis_maint.cli.output import emit_json, table
+from redis_maint.cli.types import DURATION
 
 STATUSES = ["running", "succeeded", "failed", "skipped", "interrupted", "missed"]
 
@@ -14,24 +15,18 @@ STATUSES = ["running", "succeeded", "failed", "skipped", "interrupted", "missed"
 @click.command()
 @click.option("--job", help="Only this job.")
 @click.option("--status", type=click.Choice(STATUSES), help="Only runs with this status.")
-@click.option("--since", metavar="DURATION", help="Only runs started within this long, e.g. 7d, 12h.")
+@click.option("--since", type=DURATION, help="Only runs started within this long, e.g. 7d, 12h.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON array on stdout, newest first.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout, newest first.")
 @pass_app
 def history(app: App, job, status, since, limit, as_json, as_csv) -> None:
     """Runs, newest first: scheduled, manual, catch-up, skipped and missed."""
-    from redis_maint.durations import parse_duration
     from redis_maint.timeutil import utcnow
 
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
-    cutoff = None
-    if since:
-        try:
-            cutoff = utcnow() - parse_duration(since)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--since") from None
+    cutoff = utcnow() - since if since else None
     runs = [r.to_json() for r in app.store().list(job=job, status=status, since=cutoff, limit=limit)]
     if as_json:
         emit_json(runs)

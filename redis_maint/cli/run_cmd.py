@@ -38,11 +38,18 @@ def run_row_options(fn):
 @click.command()
 @click.argument("job")
 @click.option("--dry-run", is_flag=True, help="Report what would be done; change nothing.")
+@click.option(
+    "--no-prune",
+    is_flag=True,
+    help="backup only: store the backup but apply no retention (e.g. an ad hoc backup before a change).",
+)
 @run_row_options
 @pass_app
-def run(app: App, job: str, dry_run: bool, as_json: bool, requested_by: str | None) -> None:
+def run(app: App, job: str, dry_run: bool, no_prune: bool, as_json: bool, requested_by: str | None) -> None:
     """Run JOB now, in this process, through the same path as the daemon.
 
-    Exit 0 on success, 1 on failure, 75 when another run holds the job's lock.
+    Exit 0 on success, 1 on failure, 2 for bad parameters (nothing runs),
+    75 when another run holds the job's lock.
     """
-    run_and_report(app, job, as_json, dry_run=dry_run, requested_by=requested_by)
+    params = {"prune": False} if no_prune else None
+    run_and_report(app, job, as_json, dry_run=dry_run, params=params, requested_by=requested_by)

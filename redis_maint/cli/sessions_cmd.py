@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from typing import Any
 
 import click
@@ -13,22 +14,8 @@ import click
 from redis_maint.cli import App, pass_app
 from redis_maint.cli.output import emit_json, table
 from redis_maint.cli.run_cmd import run_and_report, run_row_options
+from redis_maint.cli.types import DURATION
 from redis_maint.errors import UsageError
-
-
-class DurationType(click.ParamType):
-    name = "DURATION"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        from redis_maint.durations import format_duration, parse_duration
-
-        try:
-            parsed = parse_duration(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-        if parsed.total_seconds() <= 0:
-            self.fail(f"must be longer than 0s (got {value!r}); e.g. 12h", param, ctx)
-        return format_duration(parsed)
 
 
 @click.group()
@@ -54,14 +41,14 @@ def count_cmd(app: App, by_org: bool, as_json: bool) -> None:
 
 
 @sessions.command("sweep")
-@click.option("--older-than", type=DurationType(), help="Stale threshold for this run (default: max_age).")
+@click.option("--older-than", type=DURATION, help="Stale threshold for this run (default: max_age).")
 @click.option("--dry-run", is_flag=True, help="Report exactly what a real run would do; change nothing.")
 @click.option("--delete-unreadable", is_flag=True, help="Also delete sessions with no usable createdAt.")
 @run_row_options
 @pass_app
 def sweep_cmd(
     app: App,
-    older_than: str | None,
+    older_than: timedelta | None,
     dry_run: bool,
     delete_unreadable: bool,
     as_json: bool,
