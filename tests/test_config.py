@@ -110,7 +110,15 @@ def test_password_in_a_bad_value_is_masked():
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30s", 30), ("15m", 900), ("24h", 86400), ("7d", 604800), ("2w", 1209600), ("1h30m", 5400), ("0.5s", 0.5)],
+    [
+        ("30s", 30),
+        ("15m", 900),
+        ("24h", 86400),
+        ("7d", 604800),
+        ("2w", 1209600),
+        ("1h30m", 5400),
+        ("0.5s", 0.5),
+    ],
 )
 def test_durations_parse(text, seconds):
     assert parse_duration(text).total_seconds() == seconds
