@@ -1,8 +1,11 @@
 """The `session-delete` job: the runbook's ad hoc deletes (`redis-maint sessions delete`), as runs in
 history with who asked, the parameters and the counts. Never scheduled.
 
-Parameters: `org` ("ORG_ID") deletes that organisation's sessions and nothing else; `all` (true)
-deletes every session (the emergency path). Key layout and batch sizes come from session-sweep.
+Parameters (exactly one): `org` ("ORG_ID") deletes that organisation's sessions and nothing else;
+`no_org` (true) deletes the sessions without an organisation id (field missing or null); `all`
+(true) deletes every session (the emergency path). Key layout and batch sizes come from session-sweep.
+The summary's `matched` says how many sessions the target matched: 0 is a success (a delete is
+idempotent), and the CLI then names the largest organisations so a typo shows.
 """
 
 from __future__ import annotations
@@ -31,24 +34,43 @@ class SessionDeleteSettings(JobSettings):
 
 class DeleteParams(Params):
     org: str | None = Field(default=None, description="delete this organisation's sessions")
+    no_org: bool = Field(default=False, description="delete the sessions without an organisation id")
     all: bool = Field(default=False, description="delete every session")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> DeleteParams:
-        if bool(self.org) == self.all:
+        if self.org == "":
+            # `--org "$ORG"` with ORG unset: never read as "the sessions without an organisation"
             raise ValueError(
-                "session-delete needs exactly one of the parameters org or all; "
-                "run it as `redis-maint sessions delete --org ORG_ID` or `redis-maint sessions delete --all --yes`"
+                "org is empty; give an organisation id, or no_org for the sessions without one "
+                "(`redis-maint sessions delete --no-org`)"
+            )
+        if (self.org is not None) + self.no_org + self.all != 1:
+            raise ValueError(
+                "session-delete needs exactly one of the parameters org or all or no_org; run it as "
+                "`redis-maint sessions delete --org ORG_ID`, `redis-maint sessions delete --no-org` "
+                "or `redis-maint sessions delete --all --yes`"
             )
         return self
+
+    @property
+    def mode(self) -> sessions.Mode:
+        if self.all:
+            return sessions.Mode.ALL
+        return sessions.Mode.NO_ORG if self.no_org else sessions.Mode.ORG
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
     params: DeleteParams = ctx.params
     sweep_settings = ctx.settings.job("session-sweep")
-    mode = sessions.Mode.ALL if params.all else sessions.Mode.ORG
-    plan = plan_for(sweep_settings, mode, ctx.dry_run, org=params.org)
-    return run_plan(ctx, sweep_settings, plan)
+    plan = plan_for(sweep_settings, params.mode, ctx.dry_run, org=params.org)
+    summary = run_plan(ctx, sweep_settings, plan)
+    if params.mode is not sessions.Mode.ALL:
+        # rewritten between our read and our delete still counts as matched: it was that org's
+        summary["matched"] = summary["deleted"]["organisation"] + summary["changed_skipped"]
+        if summary["matched"] == 0:
+            ctx.log.warning("no session matched", extra={"org": params.org, "no_org": params.no_org})
+    return summary
 
 
 JOB = Job(

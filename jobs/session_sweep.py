@@ -3,6 +3,8 @@ have, and report unreadable ones, replacing the runbook's `redis-cli keys` loops
 
 Parameters (from `redis-maint sessions sweep`): `older_than` ("12h") tightens the stale threshold
 for this run; `delete_unreadable` (true) also deletes sessions with no usable createdAt.
+An `older_than` below `max_age` deletes live sessions (it logs users out): the CLI asks for --yes
+after a dry pass (`logs_users_out`, `sweep_plan`); the job itself, and so the daemon, does not.
 """
 
 from __future__ import annotations
@@ -102,19 +104,30 @@ class SweepParams(Params):
     )
 
 
+def logs_users_out(s: SessionSweepSettings, params: SweepParams) -> bool:
+    """True when this run's threshold is below the session lifetime: it would delete live sessions."""
+    return params.older_than is not None and params.older_than < s.max_age
+
+
+def sweep_plan(
+    s: SessionSweepSettings, params: SweepParams, dry_run: bool, stale_after: timedelta
+) -> sessions.Plan:
+    return plan_for(
+        s,
+        sessions.Mode.SWEEP,
+        dry_run,
+        stale_after_ms=_ms(stale_after),
+        delete_unreadable=params.delete_unreadable,
+    )
+
+
 def run(ctx: JobContext) -> dict[str, Any]:
     s: SessionSweepSettings = ctx.job_settings
     params: SweepParams = ctx.params
     older_than = params.older_than
     pressure = _pressure(ctx, s, override=older_than is not None)
     stale_after = older_than or (s.pressure_max_age if pressure.get("applied") else s.max_age)
-    plan = plan_for(
-        s,
-        sessions.Mode.SWEEP,
-        ctx.dry_run,
-        stale_after_ms=_ms(stale_after),
-        delete_unreadable=params.delete_unreadable,
-    )
+    plan = sweep_plan(s, params, ctx.dry_run, stale_after)
     summary = run_plan(ctx, s, plan)
     summary["max_age"] = format_duration(s.max_age)
     summary["stale_after"] = format_duration(stale_after)

@@ -48,6 +48,7 @@ def test_count_json_shapes(redis_server, cli):
     assert by_org == {
         "total": 54,
         "by_org": {"globex": 35, "acme": 17, "initech": 1},
+        "no_org": 0,
         "unreadable": 1,
     }
 
@@ -91,7 +92,7 @@ def test_sweep_older_than_and_delete_unreadable_are_recorded_params(redis_server
     client = redis_server.client()
     _mixed(client)
 
-    row = json_out(cli("sessions", "sweep", "--older-than", "12h", "--delete-unreadable", "--json"))
+    row = json_out(cli("sessions", "sweep", "--older-than", "12h", "--delete-unreadable", "--yes", "--json"))
 
     assert row["summary"]["params"] == {"older_than": "12h", "delete_unreadable": True}
     assert row["summary"]["stale_after"] == "12h"
@@ -161,7 +162,7 @@ def test_delete_needs_exactly_one_target(redis_server, cli):
     both = cli("sessions", "delete", "--org", "a", "--all", "--yes")
 
     assert neither.exit_code == 2 and both.exit_code == 2
-    assert "exactly one of --org ORG_ID or --all" in both.stderr
+    assert "exactly one of --org ORG_ID, --no-org or --all" in both.stderr
 
 
 def test_session_delete_run_without_parameters_is_a_usage_error_with_a_hint(redis_server, cli):
@@ -232,7 +233,7 @@ def test_sweep_refuses_to_overlap_a_running_sweep(redis_server, cli_process):
 
 def test_a_sweep_past_its_timeout_fails_and_says_which_setting(redis_server, cli, monkeypatch):
     seed(redis_server.client(), 2000)
-    monkeypatch.setenv("REDIS_MAINT_JOBS__SESSION_SWEEP__TIMEOUT", "0s")
+    monkeypatch.setenv("REDIS_MAINT_JOBS__SESSION_SWEEP__TIMEOUT", "0.001s")  # 0s is refused
 
     result = cli("sessions", "sweep", "--json")
 

@@ -265,7 +265,7 @@ def test_count_by_org_reads_every_session(redis_server):
 
     assert sessions.count(client, redis_server.url, sessions.Layout()) == {"total": 71}
     by = sessions.count(client, redis_server.url, sessions.Layout(), by_org=True, batching=SMALL)
-    assert by == {"total": 71, "by_org": {f"org-{i}": 10 for i in range(7)}, "unreadable": 1}
+    assert by == {"total": 71, "by_org": {f"org-{i}": 10 for i in range(7)}, "no_org": 0, "unreadable": 1}
 
 
 def test_layout_and_thresholds_are_configurable(redis_server):

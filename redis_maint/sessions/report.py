@@ -13,6 +13,13 @@ TOP_ORGS = 10
 UNREADABLE_DEDUP = 100_000
 
 
+def largest_orgs(by_org: Counter | dict, n: int = TOP_ORGS) -> dict[str, int]:
+    """The `n` organisations with the most sessions, largest first. The sessions without an
+    organisation (key None) are not an organisation: they are counted apart, as `no_org`."""
+    real = ((org, count) for org, count in by_org.items() if org is not None)
+    return dict(sorted(real, key=lambda kv: (-kv[1], kv[0]))[:n])
+
+
 def _text(key: bytes) -> str:
     return key.decode("utf-8", errors="backslashreplace")
 
@@ -29,7 +36,7 @@ class SweepReport:
     moved: int = 0  # Cluster: the slot moved mid-sweep; the next sweep sees these keys on their new node
     nodes: int = 0
     persistent_keys: int = 0  # keys without TTL when the sweep started; 0 lets it skip the TTL probe
-    by_org: Counter = field(default_factory=Counter)
+    by_org: Counter = field(default_factory=Counter)  # organisation id (None: without one) -> sessions
     sample_limit: int = 5
     _unreadable_seen: set[bytes] = field(default_factory=set, repr=False)
 
@@ -42,7 +49,7 @@ class SweepReport:
         if len(self.unreadable_samples) < self.sample_limit:
             self.unreadable_samples.append(_text(key))
 
-    def remain(self, org: str) -> None:
+    def remain(self, org: str | None) -> None:
         self.by_org[org] += 1
 
     def applied(self, reason: str, code: int, n: int = 1) -> None:
@@ -65,7 +72,8 @@ class SweepReport:
             "vanished": self.vanished,
             "moved": self.moved,
             "remaining": sum(self.by_org.values()),
-            "remaining_by_org": dict(sorted(self.by_org.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_ORGS]),
+            "remaining_by_org": largest_orgs(self.by_org),
+            "remaining_no_org": self.by_org.get(None, 0),
             "nodes": self.nodes,
             "persistent_keys_at_start": self.persistent_keys,
             "duration_s": round(duration_s, 3),

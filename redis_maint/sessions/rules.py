@@ -12,7 +12,6 @@ import orjson
 from redis_maint.sessions.report import SweepReport
 
 DELETE = b"D"
-NO_ORG = "(none)"
 _NUMBER = (int, float)  # bool is neither: type(True) is bool
 
 # One planned change: key, the value it was read with, b"D" or the expiry in ms, and why.
@@ -22,6 +21,7 @@ Action = tuple[bytes, bytes, bytes, str]
 class Mode(StrEnum):
     SWEEP = "sweep"  # stale, expired without TTL, TTL repair; unreadable only when asked
     ORG = "organisation"  # every session of one organisation
+    NO_ORG = "no-organisation"  # every session without an organisation id (missing or null)
     ALL = "all"  # every session (the emergency path)
     COUNT = "count"  # count keys only, read nothing
     CENSUS = "census"  # count sessions per organisation, change nothing
@@ -46,9 +46,14 @@ class Plan:
     stale_after_ms: int = 86_400_000  # sweep: createdAt older than this is stale
     future_skew_ms: int = 300_000
     delete_unreadable: bool = False
-    org: str | None = None
+    org: str | None = None  # Mode.ORG only: the organisation id, never a stand-in for "none"
     dry_run: bool = False
     now_ms: int = 0
+
+    def __post_init__(self) -> None:
+        # An ORG plan without an id must not quietly become "the sessions without one": that is NO_ORG.
+        if self.mode is Mode.ORG and not self.org:
+            raise ValueError("an organisation delete needs an organisation id; use Mode.NO_ORG for none")
 
     @property
     def reads_values(self) -> bool:
@@ -62,12 +67,13 @@ class Plan:
         return replace(self, now_ms=now_ms)
 
 
-def org_name(value: Any) -> str:
-    """An organisation id as a string: `42` and `"42"` are the same organisation."""
+def org_name(value: Any) -> str | None:
+    """An organisation id as a string: `42` and `"42"` are the same organisation. None when the
+    session has none (field missing or null): no string stands for "none", so no real id collides."""
     if isinstance(value, str):
         return value
     if value is None:
-        return NO_ORG
+        return None
     return orjson.dumps(value).decode()
 
 
@@ -124,7 +130,8 @@ def _sweep(
 def _organisation(
     plan: Plan, keys: list[bytes], values: list[bytes | None], no_ttl: set[int], report: SweepReport
 ) -> list[Action]:
-    of, target = plan.layout.org_field, plan.org
+    of = plan.layout.org_field
+    target = plan.org if plan.mode is Mode.ORG else None
     actions: list[Action] = []
     for i, raw in enumerate(values):
         if raw is None:
@@ -170,4 +177,10 @@ def _census(
     return []
 
 
-_DECIDERS = {Mode.SWEEP: _sweep, Mode.ORG: _organisation, Mode.ALL: _all, Mode.CENSUS: _census}
+_DECIDERS = {
+    Mode.SWEEP: _sweep,
+    Mode.ORG: _organisation,
+    Mode.NO_ORG: _organisation,
+    Mode.ALL: _all,
+    Mode.CENSUS: _census,
+}

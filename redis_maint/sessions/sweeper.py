@@ -14,7 +14,7 @@ from redis_maint.idle_cpu import run_idle
 from redis_maint.redact import redact
 from redis_maint.redis_conn import call
 from redis_maint.sessions.engine import AfterRead, Batching, NodeSweep
-from redis_maint.sessions.report import SweepReport
+from redis_maint.sessions.report import SweepReport, largest_orgs
 from redis_maint.sessions.rules import Layout, Mode, Plan
 from redis_maint.sessions.topology import memory_ratio, persistent_keys, primaries, server_time_ms
 
@@ -87,13 +87,18 @@ def count(
     timeout: timedelta = timedelta(seconds=5),
     idle_cpu: bool = True,
 ) -> dict[str, Any]:
-    """`{"total": N}`, plus `by_org` (every organisation) and `unreadable` when asked. SCAN only."""
+    """`{"total": N}`, plus, when asked, `by_org` (every organisation id), `no_org` (sessions
+    without one: missing or null) and `unreadable`. SCAN only."""
     plan = Plan(mode=Mode.CENSUS if by_org else Mode.COUNT, layout=layout, dry_run=True)
     report = sweep(client, url, plan, batching=batching, timeout=timeout, idle_cpu=idle_cpu)
     if not by_org:
         return {"total": report.scanned}
-    by = dict(sorted(report.by_org.items(), key=lambda kv: (-kv[1], kv[0])))
-    return {"total": sum(by.values()) + report.unreadable, "by_org": by, "unreadable": report.unreadable}
+    return {
+        "total": sum(report.by_org.values()) + report.unreadable,
+        "by_org": largest_orgs(report.by_org, len(report.by_org)),
+        "no_org": report.by_org.get(None, 0),
+        "unreadable": report.unreadable,
+    }
 
 
 def pressure_ratio(client: redis.Redis, url: str, timeout: timedelta = timedelta(seconds=5)) -> float | None:
