@@ -7,6 +7,7 @@ manifest alone is enough to verify and restore (no database needed).
 
 from __future__ import annotations
 
+import errno
 import json
 import secrets
 import shutil
@@ -24,6 +25,10 @@ from redis_maint.timeutil import isoformat, utcnow
 MANIFEST = "manifest.json"
 FORMAT = "redis-maint-backup/1"
 Checkpoint = Callable[[], None]
+# Redis writes short names one or two levels deep; these limits are the filesystems' (NAME_MAX)
+# and well inside S3's 1024-byte keys once the location is prefixed.
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 512
 
 
 def new_backup_id(now: datetime) -> str:
@@ -71,14 +76,34 @@ def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
         manifest = json.loads(data)
         files = manifest["files"]
         for f in files:
-            check_key(f["path"])
+            check_manifest_path(f["path"])
             if not isinstance(f["size"], int) or len(f["sha256"]) != 64:
                 raise ValueError(f"bad size or sha256 for {f['path']}")
+        for name in ("rdb", "aof_manifest"):  # they end up in a suggested redis-server command line
+            if manifest.get(name) is not None:
+                check_manifest_path(manifest[name])
         if not isinstance(manifest["id"], str) or not manifest["id"]:
             raise ValueError("no backup id")
     except (ValueError, KeyError, TypeError, StorageError) as exc:
         raise IntegrityError(f"{where} is not a valid backup manifest: {exc}") from None
     return manifest
+
+
+def check_manifest_path(path: Any) -> str:
+    """A file path a restore can lay out on any filesystem and store as an S3 key.
+
+    Without this, a 5000-character name or a NUL reaches open() and ends in a traceback.
+    """
+    if not isinstance(path, str):
+        raise ValueError(f"file path {path!r} is not a string")
+    shown = repr(path if len(path) <= 80 else path[:80] + "…")
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        raise ValueError(f"file path {shown} contains a control character (NUL, newline, …)")
+    if len(path.encode()) > MAX_PATH_BYTES:
+        raise ValueError(f"file path {shown} is longer than {MAX_PATH_BYTES} bytes")
+    if any(len(part.encode()) > MAX_NAME_BYTES for part in path.split("/")):
+        raise ValueError(f"file path {shown} has a name longer than {MAX_NAME_BYTES} bytes")
+    return check_key(path)
 
 
 def read_manifest(target: Target, location: str) -> dict[str, Any]:
@@ -174,82 +199,55 @@ def download_verified(
     Raises IntegrityError (and removes `dest`) on a missing object or a mismatch. Returns the manifest.
     """
     manifest = read_manifest(target, location)
-    dest.mkdir(parents=True)
-    try:
-        for f in manifest["files"]:
-            where = target.uri_for(join(location, f["path"]))
-            try:
-                size, digest = download(target, join(location, f["path"]), dest / f["path"], checkpoint)
-            except ObjectNotFound:
-                raise IntegrityError(f"{where} is missing: the backup is damaged") from None
-            if (size, digest) != (f["size"], f["sha256"]):
-                raise IntegrityError(
-                    f"{where} does not match the manifest (size {size} vs {f['size']}, "
-                    f"sha256 {digest[:12]}… vs {f['sha256'][:12]}…): the stored object is corrupt"
-                )
-    except BaseException:
-        shutil.rmtree(dest, ignore_errors=True)
-        raise
+    download_files(target, location, manifest, dest, checkpoint)
     return manifest
 
 
-def restore(
-    target: Target, location: str, directory: Path, *, force: bool, checkpoint: Checkpoint | None = None
-) -> dict[str, Any]:
-    """Download, verify, then lay the files out in `directory` for a Redis started there."""
-    directory = directory.absolute()
-    existing = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
-    if existing and not force:
-        raise UsageError(
-            f"{directory} is not empty ({', '.join(existing[:5])}); restore into an empty directory, "
-            "or pass --force to move the Redis files already there aside"
-        )
-    directory.mkdir(parents=True, exist_ok=True)
-    staged = directory / f".redis-maint-restore-{secrets.token_hex(4)}"
-    manifest = download_verified(target, location, staged, checkpoint)
+def download_files(
+    target: Target, location: str, manifest: dict[str, Any], dest: Path, checkpoint: Checkpoint | None = None
+) -> None:
+    """The files `manifest` lists, into `dest` (created, must not exist); nothing of it stays on failure.
+
+    IntegrityError for a missing or corrupt object, StorageError when the local side cannot
+    write (no space, a name the filesystem refuses).
+    """
     try:
-        moved = _move_aside(directory, _redis_names(manifest)) if existing else None
-        for name in sorted({f["path"].split("/", 1)[0] for f in manifest["files"]}):
-            (staged / name).rename(directory / name)
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
-    return {
-        "id": manifest["id"],
-        "target": target.uri_for(location),
-        "dir": str(directory),
-        "files": [{k: f[k] for k in ("path", "size", "sha256")} for f in manifest["files"]],
-        "moved_aside": moved,
-        "appendonly": "yes" if manifest.get("aof_manifest") else "no",
-        "redis_version": manifest.get("redis_version"),
-        "next": _start_hint(directory, manifest),
-    }
+        dest.mkdir(parents=True)
+    except OSError as exc:
+        raise local_write_error(exc, dest) from None
+    try:
+        for f in manifest["files"]:
+            _download_file(target, location, f, dest, checkpoint)
+    except OSError as exc:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise local_write_error(exc, dest) from None
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
 
 
-def _redis_names(manifest: dict[str, Any]) -> set[str]:
-    """Top-level names a Redis would load from: replace all, so a stale AOF cannot shadow the restore."""
-    names = {"dump.rdb", "appendonlydir", "appendonly.aof"}
-    for rel in (manifest.get("rdb"), manifest.get("aof_manifest"), *(f["path"] for f in manifest["files"])):
-        if rel:
-            names.add(rel.split("/", 1)[0])
-    return names
+def _download_file(target: Target, location: str, f: dict[str, Any], dest: Path, checkpoint) -> None:
+    where = target.uri_for(join(location, f["path"]))
+    try:
+        size, digest = download(target, join(location, f["path"]), dest / f["path"], checkpoint)
+    except ObjectNotFound:
+        raise IntegrityError(f"{where} is missing: the backup is damaged") from None
+    if (size, digest) != (f["size"], f["sha256"]):
+        raise IntegrityError(
+            f"{where} does not match the manifest (size {size} vs {f['size']}, "
+            f"sha256 {digest[:12]}… vs {f['sha256'][:12]}…): the stored object is corrupt"
+        )
 
 
-def _move_aside(directory: Path, names: set[str]) -> str | None:
-    present = [n for n in sorted(names) if (directory / n).exists() or (directory / n).is_symlink()]
-    if not present:
-        return None
-    aside = directory / f".before-restore-{utcnow():%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
-    aside.mkdir()
-    for name in present:
-        (directory / name).rename(aside / name)
-    return str(aside)
-
-
-def _start_hint(directory: Path, manifest: dict[str, Any]) -> str:
-    rdb = manifest.get("rdb") or "dump.rdb"
-    if manifest.get("aof_manifest"):
-        aof = manifest["aof_manifest"]
-        appenddir = aof.split("/", 1)[0] if "/" in aof else None
-        extra = f" --appenddirname {appenddir}" if appenddir and appenddir != "appendonlydir" else ""
-        return f"redis-server --dir {directory} --dbfilename {rdb} --appendonly yes{extra}"
-    return f"redis-server --dir {directory} --dbfilename {rdb} --appendonly no"
+def local_write_error(exc: OSError, under: Path) -> StorageError:
+    """An OSError while laying files out locally, said plainly (never a traceback)."""
+    name = exc.filename if exc.filename is not None else under
+    shown = str(name) if len(str(name)) <= 200 else str(name)[:200] + "…"
+    if exc.errno == errno.ENAMETOOLONG:
+        return StorageError(
+            f"cannot write {shown}: the file name is too long for this filesystem; "
+            "restore into a directory with a shorter path, or check the backup's manifest.json"
+        )
+    if exc.errno == errno.ENOSPC:
+        return StorageError(f"no space left to write {shown}; free space under {under} and try again")
+    return StorageError(f"cannot write {shown}: {exc.strerror or exc}")

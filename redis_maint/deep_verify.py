@@ -5,7 +5,8 @@
 2. redis-check-aof and redis-check-rdb on that copy, in one throwaway container (integrity);
 3. a throwaway `redis-server` container started on the copy (no network: it listens on a unix
    socket in its tmpfs and is queried with `docker exec redis-cli`), reporting how many keys
-   and how many `session:*` keys it loaded.
+   and how many `session:*` keys it loaded, and the loaded dataset's `DEBUG DIGEST`: after a
+   restore, the restarted Redis's `DEBUG DIGEST` must equal it.
 
 Keys with a TTL that has passed since the backup are not loaded, so an old backup can load
 fewer keys than the source had; `source_keys` and `keys` are both recorded, never judged.
@@ -100,10 +101,12 @@ def load_in_server(
             load_s = round(time.monotonic() - t0, 3)
             keyspace = _cli(engine, container, ["INFO", "keyspace"], deadline)
             sessions = _cli(engine, container, _count_command(opts), deadline)
+            digest = _cli(engine, container, ["DEBUG", "DIGEST"], deadline).strip()
             log = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
     finally:
         engine.close()
-    return {**parse_keyspace(keyspace, opts.db), "sessions": _int(sessions), "load_s": load_s, **_source(log)}
+    counts = {**parse_keyspace(keyspace, opts.db), "sessions": _int(sessions)}
+    return {**counts, "digest": digest, "load_s": load_s, **_source(log)}
 
 
 def server_command(manifest: dict[str, Any], workdir: str) -> list[str]:
@@ -111,6 +114,7 @@ def server_command(manifest: dict[str, Any], workdir: str) -> list[str]:
     rdb = manifest.get("rdb") or "dump.rdb"
     cmd = ["redis-server", "--dir", workdir, "--dbfilename", rdb, "--port", "0", "--unixsocket", SOCKET]
     cmd += ["--save", "", "--aof-load-truncated", "yes"]
+    cmd += ["--enable-debug-command", "local"]  # DEBUG DIGEST: what a restored Redis must match
     aof = manifest.get("aof_manifest")
     if not aof:
         return [*cmd, "--appendonly", "no"]
@@ -231,6 +235,7 @@ def describe(result: dict[str, Any]) -> list[str]:
             f"loaded   {server['keys']} keys ({server['sessions']} sessions) "
             f"from {server['loaded_from'] or '?'} in {server['load_s']}s; the source had {deep.get('source_keys')}"
         )
+        lines.append(f"digest   {server.get('digest')} (DEBUG DIGEST of the loaded dataset)")
     return lines
 
 

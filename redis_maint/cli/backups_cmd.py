@@ -143,29 +143,47 @@ def verify(app: App, backup_id: str, as_json: bool, deep: bool) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory to lay the Redis files out in (empty, unless --force).",
 )
-@click.option("--force", is_flag=True, help="Restore into a non-empty DIR, moving its Redis files aside.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Restore into a non-empty DIR, moving its Redis files aside. Never into a DIR a Redis is running on.",
+)
 @click.option("--json", "as_json", is_flag=True, help="What was restored, as JSON on stdout.")
 @pass_app
 def restore(app: App, backup_id: str, directory: Path, force: bool, as_json: bool) -> None:
     """Download and verify a backup, then lay out dump.rdb and appendonlydir/ in DIR.
 
-    Stop the Redis that uses DIR first; start it again with the same appendonly setting.
+    Refused (exit 2) while a Redis runs on DIR: the configured one (its CONFIG GET dir, or
+    REDIS_MAINT_DATA_DIR) or any local redis-server working there. Stop it first; start it
+    again with the same appendonly setting. A failed restore leaves DIR as it was.
     """
-    from redis_maint.backups import restore as restore_backup
+    from redis_maint.live_redis import check_dir
+    from redis_maint.restore import restore as restore_backup
 
-    _settings, located, target = _open(app, backup_id, refuse_pruned=True)
+    settings, located, target = _open(app, backup_id, refuse_pruned=True)
+
+    def probe(d: Path):
+        return check_dir(
+            d, redis_url=settings.redis_url, data_dir=settings.data_dir, timeout=settings.redis_timeout
+        )
+
     try:
-        result = restore_backup(target, located.location, directory, force=force)
+        result = restore_backup(target, located.location, directory, force=force, probe=probe)
     finally:
         target.close()
     if as_json:
         emit_json(result)
         return
+    for warning in result["warnings"]:
+        click.echo(f"note: {warning}")
     for f in result["files"]:
         click.echo(f"restored {f['path']} ({f['size']} bytes, sha256 ok)")
     if result["moved_aside"]:
         click.echo(f"files that were in the way were moved to {result['moved_aside']}")
     click.echo(f"backup {backup_id} restored into {result['dir']}; start Redis with:\n  {result['next']}")
+    click.echo("then check it loaded this backup:")
+    for cmd in result["check_after_start"]:
+        click.echo(f"  {cmd}")
 
 
 def _open(app: App, backup_id: str, refuse_pruned: bool = False):
