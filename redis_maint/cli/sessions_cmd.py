@@ -101,10 +101,10 @@ def _refuse_early_sweep(app: App, params: Any, as_json: bool, requested_by: str 
     report = _with_redis(app, dry_pass)
     s = app.settings().job("session-sweep")
     older = format_duration(params.older_than)
-    why, what = msg.early_sweep(older, format_duration(s.max_age), report.deleted, report.scanned)
+    why = msg.early_sweep(older, format_duration(s.max_age), report.deleted, report.scanned)
     args = ["sessions", "sweep", "--older-than", older]
     args += ["--delete-unreadable"] if params.delete_unreadable else []
-    raise UsageError(msg.refusal(what, _suggest(app, [*args, "--yes"], as_json, requested_by), why))
+    raise UsageError(msg.refusal(why, _suggest(app, [*args, "--yes"], as_json, requested_by)))
 
 
 @sessions.command("delete")
@@ -163,7 +163,10 @@ def _confirm_or_refuse(app: App, params: Any, as_json: bool, requested_by: str |
         raise UsageError("nothing deleted: not confirmed")
     flags = msg.org_flags(params.org, params.no_org)
     raise UsageError(
-        msg.refusal(what, _suggest(app, ["sessions", "delete", *flags, "--yes"], as_json, requested_by))
+        msg.refusal(
+            msg.would_delete(what),
+            _suggest(app, ["sessions", "delete", *flags, "--yes"], as_json, requested_by),
+        )
     )
 
 

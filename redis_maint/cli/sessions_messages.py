@@ -72,19 +72,22 @@ def no_match(org: str | None, no_org: bool, by_org: Mapping[str, int], without_o
     return "\n".join(lines)
 
 
-def refusal(what: str, cmd: str, why: str = "") -> str:
-    """The refusal with the exact command to go ahead on a line of its own (nothing else on it)."""
-    lead = f"{why}\n" if why else ""
-    return f"{lead}this would delete {what}; nothing deleted. To do it, run:\n  {cmd}\n(or add --dry-run to see the run first)"
+def refusal(lead: str, cmd: str) -> str:
+    """`lead`, then the exact command to go ahead on a line of its own (nothing else on it)."""
+    return f"{lead} To do it, run:\n  {cmd}\n(or add --dry-run to see the run first)"
 
 
-def early_sweep(older_than: str, max_age: str, deleted: Mapping[str, int], scanned: int) -> tuple[str, str]:
-    """(why, what) of a sweep whose threshold is below max_age, from its dry pass."""
+def would_delete(what: str) -> str:
+    return f"this would delete {what}; nothing deleted."
+
+
+def early_sweep(older_than: str, max_age: str, deleted: Mapping[str, int], scanned: int) -> str:
+    """Why a sweep whose threshold is below max_age refuses, with its dry pass's counts."""
     n = sum(deleted.values())
     parts = ", ".join(f"{reason} {k}" for reason, k in deleted.items() if k)
-    why = (
-        f"--older-than {older_than} is shorter than max_age ({max_age}): this sweep deletes sessions that "
-        "are still live, which logs those users out. A dry pass (the real sweep, changing nothing) found:"
+    return (
+        f"--older-than {older_than} is shorter than max_age ({max_age}): this sweep would delete sessions "
+        "that are still live, which logs those users out.\n"
+        f"A dry pass (the real sweep, changing nothing) found {n} of {scanned} sessions ({share(n, scanned)}) "
+        f"to delete{f' [{parts}]' if parts else ''}; nothing deleted."
     )
-    what = f"{n} of {scanned} sessions ({share(n, scanned)})" + (f" [{parts}]" if parts else "")
-    return why, what
