@@ -17,7 +17,7 @@ from redis_maint.catalog import Catalog
 from redis_maint.history import HistoryStore
 from tests.backup_helpers import BUCKET, SECRET, fill_sessions, multipart_uploads, objects, staged
 from tests.conftest import ROOT, json_out
-from tests.services import free_port
+from tests.services import free_port, in_ci
 
 pytest_plugins = ["tests.backup_fixtures"]  # fixtures: backup_env, bucket
 
@@ -132,11 +132,25 @@ def test_unreachable_s3_fails_without_credentials_in_errors_or_logs(
     assert run_backup(cli)[1]["status"] == "succeeded"
 
 
+def _mount_tiny_tmpfs(path) -> None:
+    """A 256 KiB tmpfs at `path`. Without root or `mount`: a failure under CI=true, a skip elsewhere."""
+    try:
+        proc = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(path)], capture_output=True, text=True
+        )
+        problem = proc.stderr.strip() if proc.returncode else None
+    except OSError as exc:
+        problem = str(exc)
+    if problem is None:
+        return
+    message = f"cannot mount a small tmpfs (needs root and mount): {problem}"
+    pytest.fail(message) if in_ci() else pytest.skip(message)
+
+
 def test_full_staging_disk_fails_before_copying(cli, redis_server, backup_env, monkeypatch, tmp_path):
     tiny = tmp_path / "tiny"
     tiny.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(tiny)]).returncode:
-        pytest.skip("needs root to mount a small tmpfs")
+    _mount_tiny_tmpfs(tiny)
     try:
         fill_sessions(redis_server.client(), 5000)
         monkeypatch.setenv("REDIS_MAINT_JOBS__BACKUP__STAGING_DIR", str(tiny))
@@ -274,3 +288,13 @@ def test_failed_integrity_check_uploads_nothing_and_records_the_verdicts(
     assert run["status"] == "succeeded", run["error"]
     manifest = next(json.loads(v) for k, v in objects().items() if k.endswith("manifest.json"))
     assert manifest["checks"][0]["verdict"] == "ok"
+
+
+def test_a_tmpfs_that_cannot_be_mounted_fails_the_test_under_ci(monkeypatch, tmp_path):
+    nowhere = tmp_path / "no-such-mount-point"  # mount refuses it, even for root
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="cannot mount a small tmpfs"):
+        _mount_tiny_tmpfs(nowhere)
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception, match="cannot mount a small tmpfs"):
+        _mount_tiny_tmpfs(nowhere)
