@@ -1,6 +1,6 @@
 """Integrity checks wired into backups: verify before upload, `backups verify --deep`, backup-verify.
 
-Real Redis 7 (appendonly yes), a local-directory backup target and a real Docker engine.
+Real Redis 7 (appendonly yes), a local-directory or moto S3 backup target and a real Docker engine.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ("tests.docker_fixtures",)
+from tests.backup_helpers import BUCKET, objects, sha256_of
+
+pytest_plugins = ("tests.docker_fixtures", "tests.backup_fixtures")
 pytestmark = pytest.mark.docker
 
 
@@ -57,6 +59,32 @@ def test_backup_checks_its_snapshot_and_records_the_verdicts(source, cli, tmp_pa
     assert json.loads(manifest.read_text())["checks"] == run["summary"]["checks"]
     shown = json.loads(cli("backups", "show", run["summary"]["backup_id"], "--json").stdout)
     assert shown["catalog"]["checks"] == run["summary"]["checks"]
+
+
+def test_the_production_default_checks_in_a_container_then_uploads_to_s3(source, bucket, cli, settings):
+    # the shipped default: nothing in the environment turns the check off
+    assert settings().jobs.backup.verify_before_upload is True
+
+    code, run = _backup(cli)
+
+    assert code == 0, run["error"]
+    summary = run["summary"]
+    assert {(c["tool"], c["verdict"]) for c in summary["checks"]} == {
+        ("redis-check-aof", "ok"),
+        ("redis-check-rdb", "ok"),
+    }
+    assert summary["durations_s"]["verify"] > 0
+    stored = objects(BUCKET)
+    prefix = next(k for k in stored if k.endswith("/manifest.json")).removesuffix("manifest.json")
+    assert prefix.startswith("redis/") and summary["backup_id"] in prefix
+    manifest = json.loads(stored[prefix + "manifest.json"])
+    assert manifest["checks"] == summary["checks"]
+    files = {f["path"]: f["sha256"] for f in manifest["files"]}
+    assert "dump.rdb" in files and any(p.startswith("appendonlydir/") for p in files)
+    assert set(stored) == {prefix + p for p in files} | {prefix + "manifest.json"}
+    assert all(sha256_of(stored[prefix + p]) == digest for p, digest in files.items())
+    (listed,) = json.loads(cli("backups", "list", "--json").stdout)
+    assert listed["status"] == "complete" and listed["target"].startswith(f"s3://{BUCKET}/")
 
 
 def test_a_corrupt_snapshot_is_not_uploaded_and_the_catalog_says_why(source, cli, tmp_path):
