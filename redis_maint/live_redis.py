@@ -41,7 +41,7 @@ class LiveRedis:
 
     how: str  # "config-dir" | "data-dir" | "process"
     detail: str
-    stop: str
+    stop: tuple[str, ...]  # shell commands, each pastable as it is (a `# why` comment at most)
     port: int | None = None
 
 
@@ -154,7 +154,7 @@ def _process(pid: str) -> LiveRedis:
         title = "redis-server"
     match = _PORT.search(title.split(" ", 1)[-1])
     port = int(match[1]) if match and match[1] != "0" else None
-    stop = f"redis-cli -p {port} shutdown" if port else f"kill -TERM {pid}"
+    stop = (f"redis-cli -p {port} shutdown  # pid {pid}" if port else f"kill -TERM {pid}  # redis-server",)
     return LiveRedis("process", f"redis-server pid {pid} ({title}) works in it", stop, port)
 
 
@@ -175,11 +175,10 @@ def _url_port(url: str) -> int | None:
         return None
 
 
-def _stop_configured(url: str) -> str:
+def _stop_configured(url: str) -> tuple[str, ...]:
     parts = urlsplit(url)
     if parts.scheme == "unix":
-        return f"redis-cli -s {shlex.quote(parts.path)} shutdown"
-    host = shlex.quote(parts.hostname or "localhost")
-    return (
-        f"docker compose stop redis (the compose stack), or redis-cli -h {host} -p {_url_port(url)} shutdown"
-    )
+        local = f"redis-cli -s {shlex.quote(parts.path)} shutdown"
+    else:
+        local = f"redis-cli -h {shlex.quote(parts.hostname or 'localhost')} -p {_url_port(url)} shutdown"
+    return ("docker-compose stop redis  # the compose stack", f"{local}  # the configured Redis")

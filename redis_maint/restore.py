@@ -193,14 +193,14 @@ def check_commands(manifest: dict[str, Any], port: int | None) -> list[str]:
         f"{cli} DBSIZE  # expect {expected if expected is not None else 'the key count at backup time'} "
         "(the manifest's dbsize; keys whose TTL ran out since the backup are not loaded)",
         f"{cli} DEBUG DIGEST  # expect deep.server.digest from `{verify}` "
-        "(DEBUG needs enable-debug-command local; in compose: docker compose exec redis redis-cli DEBUG DIGEST)",
+        "(DEBUG needs enable-debug-command local; in compose: docker-compose exec redis redis-cli DEBUG DIGEST)",
     ]
 
 
 def refusal(directory: Path, live: DirCheck, manifest: dict[str, Any]) -> str:
     """Why the restore will not write there, how to stop that Redis, and how to check afterwards."""
     port = next((r.port for r in live.live if r.port), None)
-    stops = list(dict.fromkeys(r.stop for r in live.live))
+    stops = list(dict.fromkeys(cmd for r in live.live for cmd in r.stop))
     again = shlex.join(["redis-maint", "backups", "restore", manifest["id"], "--target", str(directory)])
     lines = [
         f"a Redis is running on {directory}; --force does not override this. A running Redis rewrites "

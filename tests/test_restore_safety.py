@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+from datetime import timedelta
 from pathlib import Path
 
 import boto3
 import pytest
 
+from redis_maint.live_redis import check_dir
 from redis_maint.restore import _swap_in
 from tests.backup_helpers import BUCKET, digest, fill_sessions, fill_types, start_on
 from tests.conftest import json_out
@@ -67,7 +71,7 @@ def test_restore_into_the_configured_redis_dir_is_refused_even_with_force(
     message = refused.stderr
     assert f"reports CONFIG GET dir = {server.dir}" in message
     assert "--force does not override" in message
-    assert f"redis-cli -p {server.port} shutdown" in message
+    assert f"redis-cli -h 127.0.0.1 -p {server.port} shutdown  # the configured Redis" in message
     assert f"redis-cli -p {server.port} DBSIZE  # expect 300" in message
     assert f"redis-cli -p {server.port} DEBUG DIGEST" in message and "deep.server.digest" in message
     assert tree(server.dir) == before
@@ -89,7 +93,7 @@ def test_the_data_dir_mapping_counts_as_live_while_the_configured_redis_answers(
     assert refused.exit_code == 2
     assert "it is data_dir (REDIS_MAINT_DATA_DIR)" in refused.stderr
     assert "CONFIG GET dir" not in refused.stderr and "pid" not in refused.stderr
-    assert "docker compose stop redis" in refused.stderr
+    assert "docker-compose stop redis" in refused.stderr
     assert tree(mapped) == {"dump.rdb": hashlib.sha256(b"what Redis would load").hexdigest()}
 
     # Stopped, the same restore goes ahead and says it could not ask the configured Redis.
@@ -116,7 +120,7 @@ def test_a_local_redis_server_working_in_the_dir_is_found_when_the_configured_on
     assert f"redis-server pid {other.proc.pid} (" in refused.stderr
     assert f"redis-server 127.0.0.1:{other.port}) works in it" in refused.stderr
     assert "did not answer" in refused.stderr
-    assert f"redis-cli -p {other.port} shutdown" in refused.stderr
+    assert f"redis-cli -p {other.port} shutdown  # pid {other.proc.pid}" in refused.stderr
     assert tree(other.dir) == before
     assert other.client().get("mine") == b"keep"
 
@@ -253,3 +257,30 @@ def test_deep_verify_records_the_digest_a_restored_redis_must_match(
         assert digest(fresh.client()).decode() == server["digest"]
     finally:
         fresh.stop()
+
+
+def test_a_redis_that_refuses_our_credentials_still_counts_as_running(redis_factory, tmp_path):
+    server = redis_factory("auth", password="pw-7f3a-secret")
+    mapped = tmp_path / "mapped"
+    mapped.mkdir()
+    url = f"redis://:not-the-pw-91c2@127.0.0.1:{server.port}/0"
+
+    check = check_dir(mapped, redis_url=url, data_dir=str(mapped))
+
+    assert [r.how for r in check.live] == ["data-dir"]
+    assert "answered but refused CONFIG GET dir" in check.notes[0]
+    assert "not-the-pw-91c2" not in json.dumps(check.to_json()) + str(check.live)
+
+
+def test_a_hung_redis_is_not_taken_for_a_stopped_one(redis_factory, tmp_path):
+    server = redis_factory("hung")
+    os.kill(server.proc.pid, signal.SIGSTOP)  # accepts connections, answers nothing
+    try:
+        check = check_dir(
+            server.dir, redis_url=server.url, data_dir=str(tmp_path / "x"), timeout=timedelta(seconds=0.5)
+        )
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+
+    assert [r.how for r in check.live] == ["process"]
+    assert "did not answer" in check.notes[0]
