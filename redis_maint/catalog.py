@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from redis_maint import db
-from redis_maint.errors import HistoryError
+from redis_maint.db_errors import history_error
 from redis_maint.history import HistoryStore
 from redis_maint.redact import redact
 from redis_maint.timeutil import isoformat, utcnow
@@ -153,9 +153,8 @@ class _Guard:
 
     def __exit__(self, exc_type, exc, tb):
         if isinstance(exc, SQLAlchemyError):
-            raise HistoryError(
-                f"backup catalog in {self.url}: could not {self.action}: {redact(str(exc))}"
-            ) from None
+            # The advice, never the SQL text or its parameters (db_errors).
+            raise history_error(exc, self.url, self.action, what="backup catalog in") from None
         return False
 
 

@@ -8,6 +8,7 @@ cannot wait for the write lock it upgrades to).
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -27,9 +28,10 @@ from sqlalchemy import (
 )
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 
+from redis_maint.db_errors import history_error
 from redis_maint.errors import HistoryError
 from redis_maint.redact import redact_url
 from redis_maint.timeutil import as_utc
@@ -137,9 +139,24 @@ def _create(url: str) -> Engine:
             "Try: sqlite:////var/lib/redis-maint/history.db"
         ) from None
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, future=True)
+        try:
+            return create_engine(url, pool_pre_ping=True, future=True)
+        except ImportError as exc:
+            raise HistoryError(
+                f"history store {redact_url(url)}: the {parsed.drivername} driver is not installed "
+                f"({exc.name or exc}); install it in this environment, or use sqlite:///PATH"
+            ) from None
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        directory = Path(parsed.database).absolute().parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            in_the_way = isinstance(exc, FileExistsError | NotADirectoryError)
+            reason = "a file is in the way: not a directory" if in_the_way else exc.strerror
+            raise HistoryError(
+                f"history store {redact_url(url)}: cannot create its directory {directory} as uid "
+                f"{os.getuid()} ({reason}); create it, or point REDIS_MAINT_HISTORY_URL elsewhere"
+            ) from None
     engine = create_engine(
         url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
     )
@@ -167,12 +184,11 @@ def ensure_schema(engine: Engine) -> None:
             metadata.create_all(engine, checkfirst=True)
             _add_missing_columns(engine)
             return
-        except OperationalError as exc:
+        except SQLAlchemyError as exc:
             # Two processes creating the schema at once: the loser sees "already exists".
             if ("already exists" not in str(exc) and "duplicate column" not in str(exc)) or attempt == 4:
-                raise HistoryError(
-                    f"cannot create the history schema at {redact_url(str(engine.url))}: {exc.orig}"
-                ) from None
+                url = engine.url.render_as_string(hide_password=False)
+                raise history_error(exc, url, "open it and create or upgrade its tables") from None
 
 
 def _add_missing_columns(engine: Engine) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
@@ -14,8 +13,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from redis_maint import db
-from redis_maint.errors import HistoryError
+from redis_maint import db, db_errors
 from redis_maint.redact import redact, redact_url
 from redis_maint.timeutil import isoformat, utcnow
 
@@ -70,15 +68,9 @@ class Run:
 RUN_FIELDS = tuple(f.name for f in fields(Run))
 
 
-@contextmanager
-def _guarded(store: HistoryStore, action: str) -> Iterator[None]:
-    """Turn database errors into HistoryError naming what we were doing."""
-    try:
-        yield
-    except SQLAlchemyError as exc:
-        raise HistoryError(
-            f"history store {store.safe_url}: could not {action}: {redact(str(exc))}"
-        ) from None
+def _guarded(store: HistoryStore, action: str) -> AbstractContextManager[None]:
+    """Turn database errors into HistoryError naming the store, the action and what to do (no SQL)."""
+    return db_errors.guard(store.url, action)
 
 
 class HistoryStore:
@@ -90,7 +82,7 @@ class HistoryStore:
         try:
             self.engine = db.engine_for(url)
         except SQLAlchemyError as exc:
-            raise HistoryError(f"cannot open history store {self.safe_url}: {redact(str(exc))}") from None
+            raise db_errors.history_error(exc, url, "open it") from None
 
     def start_run(self, job: str, trigger: str, requested_by: str | None) -> int:
         with _guarded(self, "record the start of a run"), self.engine.begin() as conn:

@@ -19,7 +19,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from redis_maint import db
-from redis_maint.errors import HistoryError, LockHeldError
+from redis_maint.db_errors import explain, history_error
+from redis_maint.errors import LockHeldError
 from redis_maint.history import HistoryStore
 from redis_maint.timeutil import isoformat, utcnow
 
@@ -122,7 +123,7 @@ class Lease:
                 else:
                     conn.execute(db.leases.insert().values(job=self.job, **values))
         except SQLAlchemyError as exc:
-            raise HistoryError(f"could not take the lock for job {self.job!r}: {exc}") from None
+            raise history_error(exc, self.store.url, f"take the lock for job {self.job!r}") from None
         return None
 
     def attach_run(self, run_id: int) -> None:
@@ -141,7 +142,9 @@ class Lease:
                     log.error("lease lost", extra={"job": self.job})
                     return
             except Exception as exc:  # keep beating: the store may be back before expiry
-                log.warning("lease heartbeat failed", extra={"job": self.job, "error": str(exc)})
+                log.warning(
+                    "lease heartbeat failed", extra={"job": self.job, "error": explain(exc, self.store.url)}
+                )
 
     def _owned_update(self, **values) -> bool:
         with self.store.engine.begin() as conn:
@@ -171,7 +174,9 @@ class Lease:
                     )
                 )
         except SQLAlchemyError as exc:  # it lapses on its own
-            log.warning("could not release lease", extra={"job": self.job, "error": str(exc)})
+            log.warning(
+                "could not release lease", extra={"job": self.job, "error": explain(exc, self.store.url)}
+            )
 
     def __enter__(self) -> Lease:
         return self
