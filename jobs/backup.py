@@ -115,6 +115,11 @@ class BackupSettings(JobSettings):
     verify_before_upload: bool = Field(
         default=True, description="redis-check-aof/rdb the snapshot in a throwaway container before uploading"
     )
+    keep_within: Duration = Field(
+        default=timedelta(days=2),
+        description="retention: never prune a complete backup younger than this, so an ad hoc backup "
+        "never replaces the nightly one (borg's keep_within); 0s turns it off",
+    )
     keep_last: int = Field(default=0, ge=0, description="retention: keep the N newest backups")
     keep_daily: int = Field(
         default=14, ge=0, description="retention: newest backup of each of the last N days"
@@ -128,7 +133,13 @@ class BackupSettings(JobSettings):
     s3: S3Settings = Field(default_factory=S3Settings, description="S3 upload options (s3:// targets only)")
 
     def policy(self) -> Policy:
-        return Policy(self.keep_last, self.keep_daily, self.keep_weekly, self.keep_monthly)
+        return Policy(
+            keep_last=self.keep_last,
+            keep_daily=self.keep_daily,
+            keep_weekly=self.keep_weekly,
+            keep_monthly=self.keep_monthly,
+            keep_within=self.keep_within,
+        )
 
 
 class BackupParams(Params):

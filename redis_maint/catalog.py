@@ -11,11 +11,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from redis_maint import db
 from redis_maint.db_errors import history_error
+from redis_maint.errors import UsageError
 from redis_maint.history import HistoryStore
 from redis_maint.redact import redact
 from redis_maint.timeutil import isoformat, utcnow
@@ -49,6 +50,10 @@ class BackupRecord:
     pruned_at: datetime | None = None
     error: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
+    kept: bool | None = None  # `backups keep`: never pruned by retention
+    kept_reason: str | None = None
+    kept_by: str | None = None
+    kept_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The documented `backups list --json` shape (README: JSON output)."""
@@ -67,6 +72,10 @@ class BackupRecord:
             "verify_ok": None if self.verify_result is None else self.verify_result.get("ok"),
             "pruned_at": isoformat(self.pruned_at),
             "error": self.error,
+            "kept": bool(self.kept),
+            "kept_reason": self.kept_reason,
+            "kept_by": self.kept_by,
+            "kept_at": isoformat(self.kept_at),
         }
 
 
@@ -98,8 +107,60 @@ class Catalog:
             backup_id, "failed", redact(error), status=BackupStatus.FAILED, error=redact(error), **extra
         )
 
-    def mark_pruned(self, backup_id: str, reason: str) -> None:
-        self._change(backup_id, "pruned", reason, status=BackupStatus.PRUNED, pruned_at=utcnow())
+    def mark_pruned(self, backup_id: str, reason: str) -> bool:
+        """Claim a complete backup for pruning, before its files go; False if it is kept or not complete.
+
+        One conditional UPDATE, so a `backups keep` racing with retention either lands first
+        (and the backup stays) or finds it pruned (and says so).
+        """
+        return self._change_if(
+            backup_id,
+            (
+                db.backups.c.status == BackupStatus.COMPLETE,
+                or_(db.backups.c.kept.is_(None), ~db.backups.c.kept),
+            ),
+            "pruned",
+            reason,
+            status=BackupStatus.PRUNED,
+            pruned_at=utcnow(),
+        )
+
+    def keep(self, backup_id: str, *, reason: str | None, by: str) -> None:
+        """Mark a complete backup as kept: retention never prunes it (UsageError if it cannot be)."""
+        _keepable(backup_id, self.get(backup_id))
+        detail = f"by {by}" + (f": {redact(reason)}" if reason else "")
+        changed = self._change_if(
+            backup_id,
+            (db.backups.c.status == BackupStatus.COMPLETE,),
+            "kept",
+            detail,
+            kept=True,
+            kept_reason=None if reason is None else redact(reason),
+            kept_by=by,
+            kept_at=utcnow(),
+        )
+        if not changed:  # pruned between our read and our write
+            _keepable(backup_id, self.get(backup_id))
+
+    def unkeep(self, backup_id: str, *, reason: str | None, by: str) -> None:
+        """Let retention treat a kept backup like any other again (UsageError if it is not kept)."""
+        record = self.get(backup_id)
+        if record is None or not record.kept:
+            raise UsageError(
+                f"backup {backup_id} is not kept, so there is nothing to undo; "
+                "`redis-maint backups list` shows which backups are kept"
+            )
+        detail = f"by {by}" + (f": {redact(reason)}" if reason else "")
+        self._change_if(
+            backup_id,
+            (db.backups.c.kept,),
+            "unkept",
+            detail,
+            kept=False,
+            kept_reason=None,
+            kept_by=None,
+            kept_at=None,
+        )
 
     def record_checks(self, backup_id: str, checks: list[dict[str, Any]]) -> None:
         self._change(backup_id, "checked", _checks_line(checks), checks=checks)
@@ -140,6 +201,17 @@ class Catalog:
                 .values(events=[*(events or []), _event(event, detail)], **values)
             )
 
+    def _change_if(self, backup_id: str, conditions: tuple, event: str, detail: str, **values: Any) -> bool:
+        """`_change`, only while `conditions` hold (checked in the same UPDATE); True if it applied."""
+        with self._guard(f"record that backup {backup_id} {event}"), self.engine.begin() as conn:
+            events = conn.execute(select(db.backups.c.events).where(db.backups.c.id == backup_id)).scalar()
+            result = conn.execute(
+                update(db.backups)
+                .where(db.backups.c.id == backup_id, *conditions)
+                .values(events=[*(events or []), _event(event, detail)], **values)
+            )
+            return result.rowcount == 1
+
     def _guard(self, action: str):
         return _Guard(self.store.safe_url, action)
 
@@ -156,6 +228,20 @@ class _Guard:
             # The advice, never the SQL text or its parameters (db_errors).
             raise history_error(exc, self.url, self.action, what="backup catalog in") from None
         return False
+
+
+def _keepable(backup_id: str, record: BackupRecord | None) -> None:
+    if record is None:
+        raise UsageError(
+            f"no backup {backup_id!r} in the catalog; `redis-maint backups list` shows the ids "
+            "(only backups in the catalog can be kept)"
+        )
+    if record.status != BackupStatus.COMPLETE:
+        when = f" at {isoformat(record.pruned_at)}" if record.pruned_at else ""
+        raise UsageError(
+            f"backup {backup_id} is {record.status}{when}, so it cannot be kept: only complete backups "
+            "can; pick a complete one from `redis-maint backups list --status complete`"
+        )
 
 
 def _event(event: str, detail: str) -> dict[str, Any]:

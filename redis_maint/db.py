@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Integer,
@@ -105,7 +106,12 @@ backups = Table(
     Column("verify_result", JSON),
     Column("pruned_at", UTCDateTime),
     Column("error", Text),
-    Column("events", JSON),  # [{at, event, detail}]: created, completed, failed, verified, pruned
+    Column("events", JSON),  # [{at, event, detail}]: created, completed, failed, verified, pruned, kept
+    # `backups keep`: retention never prunes a kept backup (NULL in rows from before the column).
+    Column("kept", Boolean),
+    Column("kept_reason", Text),
+    Column("kept_by", String(128)),
+    Column("kept_at", UTCDateTime),
 )
 
 _engines: dict[str, Engine] = {}

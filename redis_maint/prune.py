@@ -1,21 +1,30 @@
 """Apply retention to one instance's backups on one target (after a successful backup).
 
-Complete backups come from the catalog and go through retention.plan; a pruned backup's
-manifest is deleted first, so a prune that stops halfway leaves an incomplete backup (swept
-later), never one that looks complete with files missing. Directories without a manifest
-that nobody wrote to for a day are removed, and stale multipart uploads aborted.
+Complete backups come from the catalog and go through retention.plan. A pruned backup is
+claimed in the catalog first (so a racing `backups keep` either wins or is refused), then its
+manifest is deleted, so a prune that stops halfway leaves an incomplete backup (swept later),
+never one that looks complete with files missing. Only the regular files the manifest names
+are deleted, inside the backup's own directory, then that directory if it is empty.
+
+A symbolic link is never followed (it could point at Redis's data dir): a backup whose
+directory is a link is left alone, a link inside one stays, and both are reported in
+`symlinks_skipped`. Directories without a manifest that nobody wrote to for a day are
+removed the same way, and stale multipart uploads aborted.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from redis_maint.backups import MANIFEST
-from redis_maint.catalog import BackupStatus, Catalog
+from redis_maint.backups import MANIFEST, read_manifest
+from redis_maint.catalog import BackupRecord, BackupStatus, Catalog
+from redis_maint.errors import IntegrityError
 from redis_maint.retention import Candidate, Policy, group_listing, incomplete, plan
-from redis_maint.storage import Target, join
+from redis_maint.storage import ObjectNotFound, Target, join
+from redis_maint.storage.nofollow import LinkRefused
 
 log = logging.getLogger("redis_maint.prune")
 
@@ -32,26 +41,32 @@ def prune(
     dry_run: bool,
 ) -> dict[str, Any]:
     complete = catalog.list(instance=instance, target_root=target.uri, status=BackupStatus.COMPLETE)
-    decided = plan([Candidate(r.id, r.created_at) for r in complete], policy, tz)
+    decided = plan([Candidate(r.id, r.created_at, bool(r.kept)) for r in complete], policy, tz, now=now)
     by_id = {r.id: r for r in complete}
+    links = _report_links(target, instance)
     stored = group_listing(target.list(f"{instance}/"))
     stale = incomplete(stored, now, incomplete_age, protect=set(by_id))
     on_target = {s.backup_id for s in stored if s.has_manifest}
+    linked = {i: _link_above(by_id[i].location, links) for i in decided.prune}
+    refused = [
+        {"id": i, "why": f"{link} is a symbolic link; left alone"} for i, link in linked.items() if link
+    ]
     summary: dict[str, Any] = {
-        "policy": vars(policy),
+        "policy": policy.to_json(),
         "kept": [{"id": i, "why": why} for i, why in decided.keep.items()],
-        "pruned": decided.prune,
+        "pruned": [i for i in decided.prune if not linked[i]],
+        "pruned_why": [{"id": i, "why": decided.why_pruned[i]} for i in decided.prune if not linked[i]],
+        "prune_refused": refused,
         "incomplete_removed": [s.location for s in stale],
         "missing_on_target": sorted(set(by_id) - on_target),
+        "symlinks_skipped": links,
     }
     if dry_run:
         summary["dry_run"] = True
         return summary
-    for backup_id in decided.prune:
-        _delete_backup(target, by_id[backup_id].location)
-        catalog.mark_pruned(backup_id, f"retention ({_policy_line(policy)})")
-    for s in stale:
-        target.delete(sorted(s.keys))
+    _prune_planned(catalog, target, summary, by_id, policy)
+    for s in stale:  # found by a listing that never enters a link
+        _note_left(summary, target.delete(sorted(s.keys)))
         _fail_pending(catalog, s.backup_id)
     summary["multipart_aborted"] = target.clean_partial(instance, now - incomplete_age)
     log.info(
@@ -59,23 +74,60 @@ def prune(
         extra={
             "instance": instance,
             "kept": len(decided.keep),
-            "pruned": len(decided.prune),
+            "pruned": len(summary["pruned"]),
             "incomplete": len(stale),
+            "symlinks_skipped": len(summary["symlinks_skipped"]),
         },
     )
     return summary
 
 
-def _delete_backup(target: Target, location: str) -> None:
-    target.delete([join(location, MANIFEST)])
-    target.delete(sorted(o.key for o in target.list(location + "/")))
+def _prune_planned(catalog, target, summary: dict[str, Any], by_id: dict[str, BackupRecord], policy) -> None:
+    done, why = [], {p["id"]: p["why"] for p in summary["pruned_why"]}
+    for backup_id in summary["pruned"]:
+        if not catalog.mark_pruned(backup_id, f"retention ({policy.line()}): {why[backup_id]}"):
+            summary["prune_refused"].append({"id": backup_id, "why": "kept or changed while retention ran"})
+            continue
+        _note_left(summary, _delete_backup(target, by_id[backup_id]))
+        done.append(backup_id)
+        log.info("backup pruned", extra={"backup_id": backup_id, "why": why[backup_id]})
+    summary["pruned"] = done
+    summary["pruned_why"] = [p for p in summary["pruned_why"] if p["id"] in done]
+
+
+def _delete_backup(target: Target, record: BackupRecord) -> list[str]:
+    """Delete the manifest, then the files it (or the catalog's copy of it) names; return keys left."""
+    names = {f["path"] for f in record.files or []}
+    # A missing, invalid or linked manifest: the catalog's copy of its file list still names the files.
+    with suppress(ObjectNotFound, IntegrityError, LinkRefused):
+        names |= {f["path"] for f in read_manifest(target, record.location)["files"]}
+    left = target.delete([join(record.location, MANIFEST)])
+    return left + target.delete(sorted(join(record.location, n) for n in names))
+
+
+def _report_links(target: Target, instance: str) -> list[str]:
+    links = target.links(f"{instance}/")
+    for key in links:
+        log.warning(
+            "a symbolic link in the backup target was left alone (retention never follows links)",
+            extra={"key": key, "target": target.uri},
+        )
+    return links
+
+
+def _link_above(location: str, links: list[str]) -> str | None:
+    """The link that is `location` or one of its parent directories (keys from our own walk)."""
+    return next((k for k in links if location == k or location.startswith(k + "/")), None)
+
+
+def _note_left(summary: dict[str, Any], left: list[str]) -> None:
+    for key in left:
+        if key not in summary["symlinks_skipped"]:
+            log.warning("a symbolic link in a backup was left alone", extra={"key": key})
+            summary["symlinks_skipped"].append(key)
 
 
 def _fail_pending(catalog: Catalog, backup_id: str) -> None:
     record = catalog.get(backup_id)
     if record is not None and record.status == BackupStatus.PENDING:
         catalog.mark_failed(backup_id, "incomplete backup (no manifest) removed by retention")
-
-
-def _policy_line(policy: Policy) -> str:
-    return ", ".join(f"{k}={v}" for k, v in vars(policy).items())

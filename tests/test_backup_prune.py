@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from datetime import UTC, date, datetime, timedelta
 
 from freezegun import freeze_time
 
-from redis_maint.backups import location_for, new_backup_id
-from redis_maint.catalog import BackupRecord, Catalog
+from redis_maint.catalog import Catalog
 from redis_maint.history import HistoryStore
 from redis_maint.prune import prune
 from redis_maint.retention import Policy
@@ -18,33 +16,10 @@ from redis_maint.storage import open_target
 from redis_maint.timeutil import utcnow
 from tests.backup_helpers import fill_sessions
 from tests.conftest import json_out
+from tests.prune_helpers import fake_backup
 from tests.services import free_port
 
 pytest_plugins = ["tests.backup_fixtures"]  # fixtures: backup_env, bucket
-
-
-def fake_backup(target, catalog: Catalog, created_at: datetime, *, complete: bool = True) -> str:
-    """A small stored backup with its catalog row, as the job would leave it."""
-    backup_id = new_backup_id(created_at)
-    location = location_for("default", backup_id, created_at)
-    target.put_bytes(f"{location}/dump.rdb", b"REDIS0010")
-    if complete:
-        target.put_bytes(f"{location}/manifest.json", json.dumps({"id": backup_id, "files": []}).encode())
-    catalog.add(
-        BackupRecord(
-            id=backup_id,
-            run_id=None,
-            instance="default",
-            target=target.uri_for(location),
-            target_root=target.uri,
-            location=location,
-            created_at=created_at,
-            status="pending",
-        )
-    )
-    if complete:
-        catalog.mark_complete(backup_id, size=9, files=[])
-    return backup_id
 
 
 def test_ninety_frozen_days_of_backups_leave_exactly_the_policy_set(tmp_path):
@@ -85,7 +60,7 @@ def test_dry_run_lists_what_would_go_and_deletes_nothing(tmp_path):
         catalog,
         target,
         instance="default",
-        policy=Policy(keep_daily=1, keep_weekly=0, keep_monthly=0),
+        policy=Policy(keep_daily=1, keep_weekly=0, keep_monthly=0, keep_within=timedelta(0)),
         tz=UTC,
         now=datetime(2024, 1, 2, tzinfo=UTC),
         incomplete_age=timedelta(days=1),

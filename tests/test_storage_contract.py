@@ -208,3 +208,62 @@ def test_s3_unreachable_endpoint_says_so_without_credentials(s3, monkeypatch, tm
         target.put_file("k/f", src, sha256=sha)
     assert "unreachable" in str(err.value)
     assert "testing-secret-key" not in str(err.value)
+
+
+def test_delete_returns_no_keys_left_and_there_are_no_links_among_real_objects(target):
+    target.put_bytes("l/1/a", b"a")
+    target.put_bytes("l/1/b", b"b")
+    assert target.links("") == []
+    assert target.delete(["l/1/a", "l/1/b", "l/1/missing"]) == []
+    assert list(target.list("")) == []
+
+
+@pytest.fixture
+def linked(tmp_path):
+    """A local target whose `inst/b1` is a link to a directory, and `inst/b2/dump.rdb` a link to a file."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "dump.rdb").write_bytes(b"live data")
+    (outside / ".x.tmp-0").write_bytes(b"someone's temp file")
+    old = time.time() - 3 * 86400
+    os.utime(outside / ".x.tmp-0", (old, old))
+    t = open_target(str(tmp_path / "target"))
+    t.put_bytes("inst/b2/manifest.json", b"{}")
+    (tmp_path / "target" / "inst" / "b1").symlink_to(outside, target_is_directory=True)
+    (tmp_path / "target" / "inst" / "b2" / "dump.rdb").symlink_to(outside / "dump.rdb")
+    return t, outside
+
+
+def test_local_listing_neither_lists_nor_enters_links_and_reports_them(linked):
+    target, _outside = linked
+    assert [o.key for o in target.list("")] == ["inst/b2/manifest.json"]
+    assert list(target.list("inst/b1/")) == []
+    assert target.links("") == ["inst/b1", "inst/b2/dump.rdb"]
+    assert target.links("inst/b1/") == ["inst/b1"]
+
+
+def test_local_reads_refuse_a_linked_object_or_directory(linked, tmp_path):
+    target, _outside = linked
+    for key in ("inst/b1/dump.rdb", "inst/b2/dump.rdb"):
+        with pytest.raises(StorageError, match="is a symbolic link"):
+            list(target.read_chunks(key))
+        with pytest.raises(StorageError, match="is a symbolic link"):
+            download(target, key, tmp_path / "dl" / "dump.rdb")
+        with pytest.raises(StorageError, match="is a symbolic link"):
+            target.head(key)
+        assert not target.exists(key)
+    assert not (tmp_path / "dl" / "dump.rdb").exists()
+
+
+def test_local_delete_and_cleanup_leave_links_and_their_targets_alone(linked, tmp_path):
+    target, outside = linked
+    assert target.delete(["inst/b1/dump.rdb", "inst/b2/dump.rdb", "inst/b2/manifest.json"]) == [
+        "inst/b1/dump.rdb",
+        "inst/b2/dump.rdb",
+    ]
+    assert target.clean_partial("inst", older_than=utcnow()) == 0
+    assert target.clean_partial("inst/b1", older_than=utcnow()) == 0
+    assert sorted(p.name for p in outside.iterdir()) == [".x.tmp-0", "dump.rdb"]
+    assert (outside / "dump.rdb").read_bytes() == b"live data"
+    assert (tmp_path / "target" / "inst" / "b2" / "dump.rdb").is_symlink()
+    assert not (tmp_path / "target" / "inst" / "b2" / "manifest.json").exists()

@@ -13,7 +13,7 @@ STATUSES = ["pending", "complete", "failed", "pruned"]
 
 @click.group()
 def backups() -> None:
-    """Backups in the catalog: list, show, verify and restore them."""
+    """Backups in the catalog: list, show, verify, restore, keep and unkeep them."""
 
 
 @backups.command("list")
@@ -32,7 +32,7 @@ def list_(app: App, instance: str | None, status: str | None, limit: int, as_jso
         return
     table(
         None,
-        ["id", "created", "status", "size", "files", "verified", "target"],
+        ["id", "created", "status", "size", "files", "verified", "kept", "target"],
         [
             [
                 r["id"],
@@ -41,6 +41,7 @@ def list_(app: App, instance: str | None, status: str | None, limit: int, as_jso
                 _size(r["size"]),
                 len(r["files"]),
                 _verified(r),
+                _kept(r),
                 r["target"],
             ]
             for r in rows
@@ -253,3 +254,72 @@ def _verified(row: dict[str, Any]) -> str:
     if row["verified_at"] is None:
         return ""
     return f"{'ok' if row['verify_ok'] else 'FAILED'} {row['verified_at']}"
+
+
+def _kept(row: dict[str, Any]) -> str:
+    if not row.get("kept"):
+        return ""
+    return f"by {row['kept_by']}" + (f": {row['kept_reason']}" if row.get("kept_reason") else "")
+
+
+# ---- keep / unkeep: backups retention never prunes (like WAL-G's permanent backups) ----
+
+
+def _keep_options(fn):
+    from redis_maint.cli.run_cmd import run_row_options
+
+    reason = click.option("--reason", metavar="TEXT", help="Why, for the audit trail (show, history).")
+    return run_row_options(reason(fn))
+
+
+@backups.command()
+@click.argument("backup_id", metavar="ID")
+@_keep_options
+@pass_app
+def keep(app: App, backup_id: str, reason: str | None, as_json: bool, requested_by: str | None) -> None:
+    """Keep a complete backup: retention never prunes it until `backups unkeep ID`.
+
+    Recorded in the backup's catalog events and as a `backup-keep` run in history, with who
+    (--as, else $USER) and why. Exit 2 for an unknown, pruned or incomplete backup.
+    """
+    _keep_or_unkeep(app, backup_id, reason, as_json, requested_by, keep=True)
+
+
+@backups.command()
+@click.argument("backup_id", metavar="ID")
+@_keep_options
+@pass_app
+def unkeep(app: App, backup_id: str, reason: str | None, as_json: bool, requested_by: str | None) -> None:
+    """Undo `backups keep ID`: retention treats the backup like any other again.
+
+    Recorded like keep, as a `backup-unkeep` run. Exit 2 if the backup is not kept.
+    """
+    _keep_or_unkeep(app, backup_id, reason, as_json, requested_by, keep=False)
+
+
+def _keep_or_unkeep(app: App, backup_id: str, reason, as_json: bool, requested_by, *, keep: bool) -> None:
+    from redis_maint import runner
+    from redis_maint.catalog import Catalog
+    from redis_maint.history import RunStatus, Trigger
+
+    who = requested_by or runner.default_requester()
+    store = app.store()
+    catalog = Catalog(store)
+    change = catalog.keep if keep else catalog.unkeep
+    change(backup_id, reason=reason, by=who)
+    run_id = store.record(
+        "backup-keep" if keep else "backup-unkeep",
+        Trigger.MANUAL,
+        RunStatus.SUCCEEDED,
+        requested_by=who,
+        summary={"backup_id": backup_id, "reason": reason},
+    )
+    if as_json:
+        emit_json(store.get(run_id).to_json())
+    elif keep:
+        click.echo(
+            f"backup {backup_id} is kept (by {who}): retention will not prune it; "
+            f"undo with `redis-maint backups unkeep {backup_id}`"
+        )
+    else:
+        click.echo(f"backup {backup_id} is no longer kept (by {who}): retention applies to it again")

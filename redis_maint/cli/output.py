@@ -36,10 +36,35 @@ def describe_run(run: Any) -> None:
     if run.error:
         click.echo(f"error: {run.error}")
     for key, value in (run.summary or {}).items():
+        if key == "retention" and isinstance(value, dict):
+            _describe_retention(value)
+            continue
         text = (
             value if isinstance(value, str | int | float) or value is None else json.dumps(value, default=str)
         )
         click.echo(f"  {key}: {text}")
+
+
+def _describe_retention(r: dict[str, Any]) -> None:
+    """Which backups retention kept, which it pruned, and why: one line each."""
+    if "kept" not in r:  # skipped, or failed before deciding
+        click.echo(f"  retention: {r.get('skipped') or r.get('error') or json.dumps(r, default=str)}")
+        return
+    policy = ", ".join(f"{k}={v}" for k, v in (r.get("policy") or {}).items())
+    dry = " (dry run: nothing deleted)" if r.get("dry_run") else ""
+    click.echo(f"  retention{dry}: kept {len(r['kept'])}, pruned {len(r['pruned'])} ({policy})")
+    for k in r["kept"]:
+        click.echo(f"    kept    {k['id']}  {', '.join(k['why'])}")
+    for p in r.get("pruned_why") or [{"id": i, "why": ""} for i in r["pruned"]]:
+        click.echo(f"    pruned  {p['id']}  {p['why']}")
+    for p in r.get("prune_refused") or []:
+        click.echo(f"    NOT pruned {p['id']}  {p['why']}")
+    for loc in r.get("incomplete_removed") or []:
+        click.echo(f"    removed incomplete {loc}")
+    for key in r.get("symlinks_skipped") or []:
+        click.echo(f"    left alone: {key} is a symbolic link (retention never follows links)")
+    for backup_id in r.get("missing_on_target") or []:
+        click.echo(f"    WARNING: {backup_id} is complete in the catalog but has no manifest on the target")
 
 
 class BarProgress(Progress):

@@ -56,10 +56,16 @@ class Target(Protocol):
         """The object's bytes, streamed; ObjectNotFound if it is missing."""
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Objects whose key starts with `prefix` (a directory-like prefix ending in /, or '')."""
+        """Objects whose key starts with `prefix` (a directory-like prefix ending in /, or '').
 
-    def delete(self, keys: Iterable[str]) -> None:
-        """Delete keys; missing ones are not an error."""
+        Only real objects: a local target neither lists nor enters symbolic links.
+        """
+
+    def links(self, prefix: str = "") -> list[str]:
+        """Keys under `prefix` that are symbolic links (local targets; S3 has none), never followed."""
+
+    def delete(self, keys: Iterable[str]) -> list[str]:
+        """Delete keys; missing ones are not an error. Returns the keys left alone (links)."""
 
     def exists(self, key: str) -> bool: ...
 

@@ -2,12 +2,16 @@
 
 Each object is written to a hidden temp name in its final directory, fsynced, then renamed
 into place, so a reader (or a crash) never sees half a file under the real name.
+
+Reading, listing and deleting never follow a symbolic link below the root (storage/nofollow.py):
+a backup directory linked to Redis's data dir must not have that dir's files deleted or restored.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -15,6 +19,14 @@ from pathlib import Path
 
 from redis_maint.errors import StorageError
 from redis_maint.storage.base import CHUNK, Checkpoint, ObjectInfo, ObjectNotFound, check_key, copy_hashed
+from redis_maint.storage.nofollow import (
+    LinkRefused,
+    open_file_at,
+    opened_dirs,
+    remove_empty_dirs,
+    scan,
+    unlink_regular_at,
+)
 
 TMP_MARK = ".tmp-"
 
@@ -50,57 +62,81 @@ class LocalTarget:
         return _AtomicWrite(self._path(key), self.uri)
 
     def read_chunks(self, key: str) -> Iterator[bytes]:
-        path = self._path(key)
+        """Never through a link: a backup file that is a symbolic link is refused (StorageError)."""
+        parents, name = _split(key)
         try:
-            fh = open(path, "rb")  # noqa: SIM115 - closed by the generator below
+            with opened_dirs(self.root, parents) as fds:
+                fd = open_file_at(fds[-1], name, self.root, key)
         except FileNotFoundError:
-            raise ObjectNotFound(f"{path} does not exist in the backup target") from None
+            raise ObjectNotFound(f"{self.root / key} does not exist in the backup target") from None
         except OSError as exc:
-            raise StorageError(f"cannot read {path}: {exc.strerror}") from None
-        return _chunks(fh)
+            raise StorageError(f"cannot read {self.root / key}: {exc.strerror}") from None
+        return _chunks(os.fdopen(fd, "rb"))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        base = self.root / prefix if prefix else self.root
-        if not base.is_dir():
-            return iter(())
-        return iter(sorted(self._walk(base), key=lambda o: o.key))
+        """Regular files only; symbolic links are neither listed nor entered (see `links`)."""
+        found = [
+            ObjectInfo(e.key, e.st.st_size, datetime.fromtimestamp(e.st.st_mtime, UTC))
+            for e in self._scan(prefix)
+            if e.kind == "file" and not _is_tmp(e.key)
+        ]
+        return iter(sorted(found, key=lambda o: o.key))
 
-    def _walk(self, base: Path) -> Iterator[ObjectInfo]:
-        for dirpath, _dirs, names in os.walk(base):
-            for name in names:
-                if name.startswith(".") and TMP_MARK in name:
-                    continue  # a write in progress (or left by a crash)
-                path = Path(dirpath) / name
-                st = path.stat()
-                key = path.relative_to(self.root).as_posix()
-                yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+    def links(self, prefix: str = "") -> list[str]:
+        """Keys of symbolic links under `prefix` (or on the way to it): reported, never followed."""
+        return sorted(e.key for e in self._scan(prefix) if e.kind == "link")
 
-    def delete(self, keys: Iterable[str]) -> None:
+    def _scan(self, prefix: str):
+        parts = _prefix_parts(prefix)
+        try:
+            yield from scan(self.root, parts)
+        except OSError as exc:
+            raise StorageError(f"cannot list {self.root / '/'.join(parts)}: {exc.strerror}") from None
+
+    def delete(self, keys: Iterable[str]) -> list[str]:
+        """Unlink regular files only, never through a link; return the keys left alone (links)."""
+        refused = []
         for key in keys:
-            path = self._path(key)
             try:
-                path.unlink(missing_ok=True)
+                if not self._delete_one(key):
+                    refused.append(key)
+            except LinkRefused:
+                refused.append(key)
             except OSError as exc:
-                raise StorageError(f"cannot delete {path}: {exc.strerror}") from None
-            self._prune_empty_dirs(path.parent)
+                raise StorageError(f"cannot delete {self.root / key}: {exc.strerror}") from None
+        return refused
 
-    def _prune_empty_dirs(self, directory: Path) -> None:
-        while directory != self.root and self.root in directory.parents:
-            try:
-                directory.rmdir()
-            except OSError:
-                return  # not empty (or gone): stop climbing
-            directory = directory.parent
+    def _delete_one(self, key: str) -> bool:
+        parents, name = _split(key)
+        try:
+            with opened_dirs(self.root, parents) as fds:
+                if not unlink_regular_at(fds[-1], name):
+                    return False
+                remove_empty_dirs(fds, parents)
+        except FileNotFoundError:
+            pass  # missing is not an error
+        return True
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        try:
+            self.head(key)
+        except StorageError:
+            return False
+        return True
 
     def head(self, key: str) -> ObjectInfo:
-        path = self._path(key)
+        parents, name = _split(key)
         try:
-            st = path.stat()
+            with opened_dirs(self.root, parents) as fds:
+                st = os.stat(name, dir_fd=fds[-1], follow_symlinks=False)
         except FileNotFoundError:
-            raise ObjectNotFound(f"{path} does not exist in the backup target") from None
+            raise ObjectNotFound(f"{self.root / key} does not exist in the backup target") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.root / key}: {exc.strerror}") from None
+        if stat.S_ISLNK(st.st_mode):
+            raise LinkRefused(self.root, key)
+        if not stat.S_ISREG(st.st_mode):
+            raise ObjectNotFound(f"{self.root / key} is not a file in the backup target")
         return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
     def preflight(self) -> None:
@@ -125,14 +161,13 @@ class LocalTarget:
         return f"{self.root} writable"
 
     def clean_partial(self, prefix: str, older_than: datetime) -> int:
-        base = self.root / prefix if prefix else self.root
+        """Temp files of killed writes, found without following links."""
         removed = 0
-        for dirpath, _dirs, names in os.walk(base):
-            for name in names:
-                path = Path(dirpath) / name
-                if TMP_MARK in name and datetime.fromtimestamp(path.stat().st_mtime, UTC) < older_than:
-                    path.unlink(missing_ok=True)
-                    removed += 1
+        for e in self._scan(prefix):
+            if e.kind != "file" or TMP_MARK not in e.key.rsplit("/", 1)[-1]:
+                continue
+            if datetime.fromtimestamp(e.st.st_mtime, UTC) < older_than and self._delete_one(e.key):
+                removed += 1
         return removed
 
     def close(self) -> None:
@@ -188,6 +223,21 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _split(key: str) -> tuple[list[str], str]:
+    *parents, name = check_key(key).split("/")
+    return parents, name
+
+
+def _prefix_parts(prefix: str) -> list[str]:
+    stripped = prefix.strip("/")
+    return check_key(stripped).split("/") if stripped else []
+
+
+def _is_tmp(key: str) -> bool:
+    name = key.rsplit("/", 1)[-1]
+    return name.startswith(".") and TMP_MARK in name  # a write in progress (or left by a crash)
 
 
 def _chunks(fh) -> Iterator[bytes]:

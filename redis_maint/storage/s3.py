@@ -171,7 +171,10 @@ class S3Target:
         except (ClientError, BotoCoreError) as exc:
             raise s3_error(exc, "list", f"s3://{self.bucket}/{full}", self.endpoint()) from None
 
-    def delete(self, keys: Iterable[str]) -> None:
+    def links(self, prefix: str = "") -> list[str]:
+        return []  # S3 has no symbolic links
+
+    def delete(self, keys: Iterable[str]) -> list[str]:
         full = [self._key(k) for k in keys]
         for i in range(0, len(full), 1000):
             batch = {"Objects": [{"Key": k} for k in full[i : i + 1000]], "Quiet": True}
@@ -186,6 +189,7 @@ class S3Target:
                     f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}; "
                     "check that the credentials allow s3:DeleteObject"
                 )
+        return []
 
     def exists(self, key: str) -> bool:
         try:
