@@ -3,7 +3,8 @@
 Complete backups come from the catalog and go through retention.plan. A pruned backup is
 claimed in the catalog first (so a racing `backups keep` either wins or is refused), then its
 manifest is deleted, so a prune that stops halfway leaves an incomplete backup (swept later),
-never one that looks complete with files missing. Only the regular files the manifest names
+never one that looks complete with files missing; one claimed but not yet deleted when a run
+stopped is finished by the next (`prune_finished`). Only the regular files the manifest names
 are deleted, inside the backup's own directory, then that directory if it is empty.
 
 A symbolic link is never followed (it could point at Redis's data dir): a backup whose
@@ -61,10 +62,14 @@ def prune(
         "missing_on_target": sorted(set(by_id) - on_target),
         "symlinks_skipped": links,
     }
+    unfinished = _unfinished(catalog, target, instance, on_target, links)
+    summary["prune_finished"] = [r.id for r in unfinished]
     if dry_run:
         summary["dry_run"] = True
         return summary
     _prune_planned(catalog, target, summary, by_id, policy)
+    for record in unfinished:
+        _note_left(summary, _delete_backup(target, record))
     for s in stale:  # found by a listing that never enters a link
         _note_left(summary, target.delete(sorted(s.keys)))
         _fail_pending(catalog, s.backup_id)
@@ -93,6 +98,12 @@ def _prune_planned(catalog, target, summary: dict[str, Any], by_id: dict[str, Ba
         log.info("backup pruned", extra={"backup_id": backup_id, "why": why[backup_id]})
     summary["pruned"] = done
     summary["pruned_why"] = [p for p in summary["pruned_why"] if p["id"] in done]
+
+
+def _unfinished(catalog, target, instance: str, on_target: set[str], links: list[str]) -> list[BackupRecord]:
+    """Backups claimed as pruned whose manifest is still there: a run stopped before deleting them."""
+    pruned = catalog.list(instance=instance, target_root=target.uri, status=BackupStatus.PRUNED)
+    return [r for r in pruned if r.id in on_target and not _link_above(r.location, links)]
 
 
 def _delete_backup(target: Target, record: BackupRecord) -> list[str]:

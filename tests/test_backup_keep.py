@@ -67,9 +67,12 @@ def test_no_prune_stores_the_backup_and_prunes_nothing(cli, redis_server, backup
     assert [catalog.get(i).status for i in old] == ["complete"] * 3
     stored = {o.key.split("/")[4] for o in target.list("default/")}
     assert stored == {*old, run["summary"]["backup_id"]}
-    # The next ordinary run does prune them, so --no-prune was what held them back.
-    run = json_out(cli("run", "backup", "--json"))
-    assert sorted(run["summary"]["retention"]["pruned"]) == sorted(old)
+    # The next ordinary run does prune them, so --no-prune was what held them back; it says why.
+    human = cli("run", "backup")
+    assert human.exit_code == 0, human.output
+    assert [catalog.get(i).status for i in old] == ["pruned"] * 3
+    assert "kept 2, pruned 3" in human.output  # the two new backups are within 2d
+    assert f"pruned  {old[0]}  older than 2d; daily 2024-03-10: not among the last 1 day" in human.output
 
 
 def test_keep_and_unkeep_are_recorded_with_who_and_why(cli, local):

@@ -132,3 +132,25 @@ def test_a_pending_backup_left_by_a_killed_run_is_marked_failed_by_the_next(cli,
     assert json_out(cli("run", "backup", "--json"))["status"] == "succeeded"
     record = catalog.get(abandoned)
     assert record.status == "failed" and "abandoned" in record.error
+
+
+def test_a_prune_claimed_but_not_carried_out_is_finished_by_the_next_run(tmp_path):
+    catalog, target = Catalog(HistoryStore(f"sqlite:///{tmp_path}/h.db")), open_target(str(tmp_path / "t"))
+    interrupted = fake_backup(target, catalog, datetime(2024, 1, 1, 3, tzinfo=UTC))
+    newest = fake_backup(target, catalog, datetime(2024, 1, 2, 3, tzinfo=UTC))
+    assert catalog.mark_pruned(interrupted, "retention (a run killed before deleting the files)")
+    kwargs = dict(
+        instance="default",
+        policy=Policy(),
+        tz=UTC,
+        now=datetime(2024, 1, 9, tzinfo=UTC),
+        incomplete_age=timedelta(days=1),
+    )
+
+    assert prune(catalog, target, dry_run=True, **kwargs)["prune_finished"] == [interrupted]
+    assert len(list(target.list("default/"))) == 4
+    summary = prune(catalog, target, dry_run=False, **kwargs)
+
+    assert summary["prune_finished"] == [interrupted]
+    assert {o.key.split("/")[4] for o in target.list("default/")} == {newest}
+    assert not (tmp_path / "t" / "default" / "2024" / "01" / "01").exists()

@@ -59,6 +59,8 @@ def _describe_retention(r: dict[str, Any]) -> None:
         click.echo(f"    pruned  {p['id']}  {p['why']}")
     for p in r.get("prune_refused") or []:
         click.echo(f"    NOT pruned {p['id']}  {p['why']}")
+    for backup_id in r.get("prune_finished") or []:
+        click.echo(f"    pruned  {backup_id}  finishing a prune an earlier run started")
     for loc in r.get("incomplete_removed") or []:
         click.echo(f"    removed incomplete {loc}")
     for key in r.get("symlinks_skipped") or []:
