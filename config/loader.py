@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from config import secrets
 from redis_maint.errors import ConfigError
 from redis_maint.redact import redact
 
@@ -34,9 +35,25 @@ def load_settings(config_path: str | os.PathLike | None = None, environ: Mapping
     for key, (value, origin) in _env_settings(environ).items():
         _merge(data, sources, _nest(key, value), origin)
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError([_describe(err, sources) for err in exc.errors()]) from None
+    secrets.register(settings)  # from now on redact() masks these values in any text
+    return settings
+
+
+def config_source(
+    config_path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None
+) -> str:
+    """The settings file `load_settings` reads, and why that one (doctor prints it)."""
+    environ = os.environ if environ is None else environ
+    if config_path:
+        return f"{config_path} (--config)"
+    if environ.get(CONFIG_ENV):
+        return f"{environ[CONFIG_ENV]} (${CONFIG_ENV})"
+    if SHIPPED_CONFIG.exists():
+        return f"{SHIPPED_CONFIG} (the shipped file)"
+    return "none (built-in defaults and environment only)"
 
 
 def _config_file(explicit, environ) -> tuple[Path | None, bool]:
@@ -116,5 +133,25 @@ def _describe(err: dict[str, Any], sources: dict[tuple[str, ...], str]) -> str:
     if err["type"] == "extra_forbidden":
         return f"{field}: unknown setting (from {origin}); check the spelling against `redis-maint config sample`"
     message = err["msg"].removeprefix("Value error, ")
-    value = redact(repr(err.get("input")))
+    value = redact(repr(_masked_input(err["loc"], err.get("input"))))
     return f"{field}: {message} (got {value}, from {origin})"
+
+
+def _masked_input(loc: tuple, value: Any) -> Any:
+    """A rejected value as its field's secret kind masks it (a webhook URL shows its host only)."""
+    from pydantic import BaseModel
+
+    from config.schema import Settings
+
+    model: Any = Settings
+    for part in loc:
+        info = model.model_fields.get(part) if isinstance(part, str) else None
+        if info is None:
+            return value
+        kind = next((m for m in info.metadata if isinstance(m, secrets.SecretKind)), None)
+        if kind is not None:
+            return kind.mask(value) if isinstance(value, str) else value
+        model = info.annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return value
+    return value

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, create_model, field_validator, model_validator
 
+from config.secrets import CredentialUrl, EndpointUrl
 from config.types import Duration, PositiveDuration, Section
 from jobs import REGISTRY
 
@@ -28,13 +29,13 @@ class HttpSettings(Section):
 
 
 class NotifySettings(Section):
-    webhook_url: str = Field(
+    webhook_url: EndpointUrl = Field(
         default="", description="generic JSON POST on failures, health level changes and recoveries"
     )
-    slack_webhook_url: str = Field(
+    slack_webhook_url: EndpointUrl = Field(
         default="", description='Slack-compatible incoming webhook ({"text": ...})'
     )
-    ping_url: str = Field(
+    ping_url: EndpointUrl = Field(
         default="", description="dead-man's switch (healthchecks.io style) hit after each successful backup"
     )
     backup_rpo: Duration = Field(
@@ -77,7 +78,7 @@ class DaemonSettings(Section):
 class DockerSettings(Section):
     """The Docker engine that runs throwaway check containers (integrity checks, deep verification)."""
 
-    url: str = Field(
+    url: CredentialUrl = Field(
         default="",
         description="engine URL (unix:///var/run/docker.sock, tcp://host:2376); empty: $DOCKER_HOST or the default socket",
     )
@@ -142,7 +143,7 @@ JobsSettings = create_model(
 
 
 class Settings(Section):
-    redis_url: str = Field(
+    redis_url: CredentialUrl = Field(
         default="redis://localhost:6379/0",
         description="the maintained Redis; password and rediss:// TLS come through the URL",
     )
@@ -153,7 +154,7 @@ class Settings(Section):
         default="/data",
         description="where this process sees Redis's data directory (dump.rdb, appendonlydir/)",
     )
-    history_url: str = Field(
+    history_url: CredentialUrl = Field(
         default="sqlite:///var/redis-maint.db",
         description="SQLAlchemy URL of the job history (SQLite by default, PostgreSQL for several sidecars)",
     )

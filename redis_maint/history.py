@@ -60,7 +60,8 @@ class Run:
             "finished_at": isoformat(self.finished_at),
             "status": self.status,
             "summary": self.summary,
-            "error": self.error,
+            # Masked again on the way out: rows written before a secret was known stay safe too.
+            "error": None if self.error is None else redact(self.error),
         }
 
 

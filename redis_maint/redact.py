@@ -73,7 +73,11 @@ def redact_url(url: str) -> str:
     query = _mask_query(parts.query)
     if (netloc, query) == (parts.netloc, parts.query):
         return url
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    if "://" not in url:
+        return urlunsplit(parts._replace(netloc=netloc, query=query))
+    # By hand: urlunsplit drops the empty host of sqlite:////abs/path.
+    tail = (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
+    return f"{parts.scheme}://{netloc}{parts.path}{tail}"
 
 
 def redact_endpoint(url: str) -> str:
