@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from config.types import JobSettings
-from redis_maint.errors import JobCancelledError, JobTimeoutError, UsageError
+from redis_maint.errors import JobCancelledError, JobTimeoutError, LeaseLostError, UsageError
 from redis_maint.progress import Progress
 from redis_maint.timeutil import utcnow
 
@@ -78,6 +78,7 @@ class JobContext:
     started_at: datetime = field(default_factory=utcnow)
     cancel: threading.Event = field(default_factory=threading.Event)
     progress: Progress = field(default_factory=Progress)
+    lease_lost: threading.Event = field(default_factory=threading.Event)  # set by the lease heartbeat
     _redis: Any = None
 
     @property
@@ -96,7 +97,13 @@ class JobContext:
         return self.deadline - utcnow()
 
     def checkpoint(self) -> None:
-        """Raise if the daemon is stopping or the run is past its timeout. Call it often."""
+        """Raise if the daemon is stopping, the lease was lost or the run is past its timeout. Call it often."""
+        if self.lease_lost.is_set():
+            raise LeaseLostError(
+                f"{self.job.name}: another process took over this job's lease after it lapsed "
+                "(this process could not renew it in time: history store unreachable, or the process was paused); "
+                "stopped so two runs do not work side by side. Check `redis-maint history --status running`"
+            )
         if self.cancel.is_set():
             raise JobCancelledError(
                 f"{self.job.name}: stopped on request (SIGTERM/SIGINT or daemon shutdown)"

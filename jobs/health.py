@@ -15,6 +15,7 @@ from pydantic import Field
 
 from config.types import JobSettings, PositiveDuration, ScheduleField, schedule_default
 from jobs.base import Job, JobContext
+from redis_maint.errors import RedisUnavailableError, SnapshotError
 from redis_maint.redis_conn import call
 
 LEVELS = ("ok", "warning", "critical")
@@ -68,7 +69,47 @@ def run(ctx: JobContext) -> dict[str, Any]:
     verdict = evaluate(figures, s)
     if slow["new_entries"]:
         verdict.flag("warning", f"{slow['new_entries']} new slowlog entries since the last run")
-    return {"level": verdict.level, "reasons": verdict.reasons, **figures, "slowlog": slow}
+    aof_rewrite = None
+    if figures["persistence"]["aof_enabled"] == 1:
+        aof_rewrite, problem = _aof_rewrite(ctx, client)
+        if problem:
+            verdict.flag("warning", problem)
+    return {
+        "level": verdict.level,
+        "reasons": verdict.reasons,
+        **figures,
+        "slowlog": slow,
+        "aof_rewrite": aof_rewrite,
+    }
+
+
+def _aof_rewrite(ctx: JobContext, client) -> tuple[dict[str, Any], str | None]:
+    """Automatic AOF rewrites paused (percentage 0) by a redis-maint run that is no longer alive?
+
+    The guard's note says who paused them; a pause whose owner still runs is expected (a backup
+    or aof-check copying the AOF right now).
+    """
+    from redis_maint.aof_guard import PARAM, active_guards, current_value
+    from redis_maint.aof_note import live_owners, read_note
+
+    try:
+        value = current_value(client)
+    except (SnapshotError, RedisUnavailableError) as exc:  # e.g. an ACL without CONFIG GET
+        return {"error": str(exc)}, None
+    path = ctx.settings.aof_guard_note
+    note = read_note(path) if value == "0" else None
+    if note is None:
+        return {"percentage": value, "paused_by": None}, None
+    alive = live_owners(note, ctx.store, active_guards())
+    figures = {"percentage": value, "paused_by": note.describe_owners(), "owner_alive": bool(alive)}
+    if alive:
+        return figures, None
+    return figures, (
+        f"AOF auto-rewrite is paused ({PARAM} 0) by {note.describe_owners()}, which is no longer running, "
+        f"so the AOF grows without bound. The daemon restores {note.original} on start and within "
+        f"lock.lease_ttl of the owner's end (history job aof-rewrite-restore); without a daemon run "
+        f"`redis-cli CONFIG SET {PARAM} {note.original}` and delete {path}"
+    )
 
 
 def _ping_ms(url: str, client) -> float:

@@ -6,6 +6,7 @@ time out on shutdown; each of those is set or handled here (DESIGN.md, APSchedul
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -17,11 +18,14 @@ from typing import Any
 from jobs import REGISTRY
 from redis_maint import runner
 from redis_maint.history import HistoryStore, RunStatus, Trigger
+from redis_maint.redact import redact
 from redis_maint.timeutil import utcnow
 
 log = logging.getLogger("redis_maint.daemon")
 
 MISFIRE_GRACE_S = 3600
+# Not a job: the daemon's own check for AOF rewrites left paused by a dead run (its history rows).
+AOF_RESTORE = "aof-rewrite-restore"
 
 
 class Daemon:
@@ -35,7 +39,7 @@ class Daemon:
 
     # -- wiring -------------------------------------------------------------------------
     def build_scheduler(self):
-        from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
+        from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, EVENT_SCHEDULER_STARTED
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.jobstores.memory import MemoryJobStore
         from apscheduler.schedulers.blocking import BlockingScheduler
@@ -51,6 +55,16 @@ class Daemon:
             if trigger is None:
                 continue
             scheduler.add_job(self._fire, trigger, args=[name, Trigger.SCHEDULED], id=name, name=name)
+        # A run killed while AOF rewrites were paused is noticed once its lease lapses.
+        scheduler.add_job(
+            self.restore_aof_rewrites,
+            "interval",
+            seconds=self.settings.lock.lease_ttl.total_seconds(),
+            args=[Trigger.SCHEDULED],
+            id=AOF_RESTORE,
+            name=AOF_RESTORE,
+        )
+        scheduler.add_listener(self._shutdown_scheduler, EVENT_SCHEDULER_STARTED)
         scheduler.add_listener(self._on_missed, EVENT_JOB_MISSED)
         scheduler.add_listener(self._on_max_instances, EVENT_JOB_MAX_INSTANCES)
         self.scheduler = scheduler
@@ -72,12 +86,15 @@ class Daemon:
         except Exception:
             log.exception("run path failed", extra={"job": name})
 
-    def _job_name(self, job_id: str) -> str:
-        return job_id.split(":", 1)[0]
+    def _job_name(self, job_id: str) -> str | None:
+        name = job_id.split(":", 1)[0]
+        return name if name in REGISTRY else None  # the daemon's own checks have no history
 
     def _on_missed(self, event) -> None:
         try:
             name = self._job_name(event.job_id)
+            if name is None:
+                return
             self.store.record(
                 name,
                 Trigger.SCHEDULED,
@@ -92,6 +109,8 @@ class Daemon:
     def _on_max_instances(self, event) -> None:
         try:
             name = self._job_name(event.job_id)
+            if name is None:
+                return
             times = ", ".join(t.isoformat() for t in event.scheduled_run_times)
             self.store.record(
                 name,
@@ -107,6 +126,41 @@ class Daemon:
     def reap(self) -> None:
         for name in REGISTRY:
             runner.reap_interrupted(self.store, name)
+
+    def restore_aof_rewrites(self, trigger: str = Trigger.CATCH_UP) -> int | None:
+        """Restore auto-aof-rewrite-percentage left at 0 by a run that died, and record it.
+
+        Returns the history row's id, or None when nothing needed restoring. Never raises:
+        Redis may be down while the daemon starts; the next check retries.
+        """
+        note = self.settings.aof_guard_note
+        if not note.exists():
+            return None
+        try:
+            repair = self._restore_from(note)
+            if repair is None:
+                return None
+            summary = {**repair.summary(), "note": str(note)}
+            log.warning("restored auto-aof-rewrite-percentage left paused by a dead run", extra=summary)
+            return self.store.record(
+                AOF_RESTORE, trigger, RunStatus.SUCCEEDED, requested_by="daemon", summary=summary
+            )
+        except Exception as exc:
+            log.warning(
+                "could not check AOF rewrites left paused; retrying later",
+                extra={"note": str(note), "error": redact(str(exc))},
+            )
+            return None
+
+    def _restore_from(self, note):
+        from redis_maint.aof_guard import restore_if_orphaned
+        from redis_maint.redis_conn import connect
+
+        client = connect(self.settings.redis_url, self.settings.redis_timeout)
+        try:
+            return restore_if_orphaned(client, note, self.store)
+        finally:
+            client.close()
 
     def catch_up(self) -> list[str]:
         """Jobs whose last success is older than their period (or that never succeeded) run now."""
@@ -139,7 +193,10 @@ class Daemon:
     # -- run ----------------------------------------------------------------------------
     def run(self) -> int:
         self.started_at = utcnow()
+        # First: start-up may wait on Redis or the store, and a SIGTERM then must still end cleanly.
+        self._install_signal_handlers()
         self.reap()
+        self.restore_aof_rewrites()
         scheduler = self.build_scheduler()
         if self.settings.daemon.catch_up:
             for name in self.catch_up():
@@ -150,7 +207,6 @@ class Daemon:
                     args=[name, Trigger.CATCH_UP],
                     id=f"{name}:catch-up",
                 )
-        self._install_signal_handlers()
         self.start_observability()
         schedules = {name: str(self.settings.job(name).schedule) for name in REGISTRY}
         log.info("daemon started", extra={"pid": os.getpid(), "schedules": schedules})
@@ -180,11 +236,21 @@ class Daemon:
         def handler(signum, _frame):
             log.info("stop requested", extra={"signal": signal.Signals(signum).name})
             self.stopping.set()
-            # shutdown() from a signal handler only sets flags; it must not wait here.
-            self.scheduler.shutdown(wait=False)
+            self._shutdown_scheduler()
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+
+    def _shutdown_scheduler(self, _event=None) -> None:
+        """Stop scheduling if a stop was requested; before the scheduler runs, its start event does it."""
+        from apscheduler.schedulers import SchedulerNotRunningError
+
+        if not self.stopping.is_set() or self.scheduler is None:
+            return
+        # Not started yet (its start event calls us again) or already stopped: nothing to do.
+        with contextlib.suppress(SchedulerNotRunningError):
+            # shutdown(wait=False) only sets flags: safe in a signal handler, which must not wait.
+            self.scheduler.shutdown(wait=False)
 
     def drain(self) -> int:
         """Let running jobs finish within the grace period, then mark the rest interrupted."""

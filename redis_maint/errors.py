@@ -42,6 +42,10 @@ class JobCancelledError(MaintenanceError):
     """The daemon is shutting down and asked the job to stop."""
 
 
+class LeaseLostError(MaintenanceError):
+    """Another process took over the job's lease (it lapsed): this run must stop, not succeed."""
+
+
 class RedisUnavailableError(MaintenanceError):
     """Redis refused the connection, timed out, or refused our credentials."""
 

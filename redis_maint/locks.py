@@ -55,7 +55,7 @@ class Holder:
         return f"{self.host} pid {self.pid}{run} since {isoformat(self.acquired_at)}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -73,7 +73,7 @@ def holder_is_dead(holder: Holder, now: datetime) -> bool:
         return False
     if holder.pid == os.getpid():
         return holder.token != PROCESS_TOKEN
-    return not _pid_alive(holder.pid)
+    return not pid_alive(holder.pid)
 
 
 class Lease:
@@ -85,6 +85,11 @@ class Lease:
         self.ttl = ttl
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Set when another process has taken the lease over: the run's next checkpoint stops it.
+        self.lost = threading.Event()
+        # Part of the lease's identity: a thread of this same process that takes the lease over
+        # after it lapsed has our pid and token, but not our acquired_at.
+        self._acquired_at: datetime | None = None
 
     @classmethod
     def acquire(cls, store: HistoryStore, job: str, ttl: timedelta) -> Lease:
@@ -124,7 +129,17 @@ class Lease:
                     conn.execute(db.leases.insert().values(job=self.job, **values))
         except SQLAlchemyError as exc:
             raise history_error(exc, self.store.url, f"take the lock for job {self.job!r}") from None
+        self._acquired_at = now
         return None
+
+    def _mine(self):
+        return (
+            db.leases.c.job == self.job,
+            db.leases.c.owner_pid == os.getpid(),
+            db.leases.c.owner_token == PROCESS_TOKEN,
+            db.leases.c.owner_host == socket.gethostname(),
+            db.leases.c.acquired_at == self._acquired_at,
+        )
 
     def attach_run(self, run_id: int) -> None:
         self._owned_update(run_id=run_id)
@@ -139,25 +154,36 @@ class Lease:
             try:
                 if not self._owned_update(expires_at=utcnow() + self.ttl):
                     # Another process took it over after it lapsed; nothing left to renew.
-                    log.error("lease lost", extra={"job": self.job})
+                    self._mark_lost()
                     return
             except Exception as exc:  # keep beating: the store may be back before expiry
                 log.warning(
                     "lease heartbeat failed", extra={"job": self.job, "error": explain(exc, self.store.url)}
                 )
 
+    def _mark_lost(self) -> None:
+        if not self.lost.is_set():
+            log.error("lease lost: another process took this job over", extra={"job": self.job})
+        self.lost.set()
+
+    def still_held(self) -> bool:
+        """Renew now and say whether we still hold it (False once another process took it over)."""
+        if self.lost.is_set():
+            return False
+        try:
+            held = self._owned_update(expires_at=utcnow() + self.ttl)
+        except SQLAlchemyError as exc:  # cannot tell: the heartbeat's verdict stands
+            log.warning(
+                "could not confirm the lease", extra={"job": self.job, "error": explain(exc, self.store.url)}
+            )
+            return True
+        if not held:
+            self._mark_lost()
+        return held
+
     def _owned_update(self, **values) -> bool:
         with self.store.engine.begin() as conn:
-            result = conn.execute(
-                update(db.leases)
-                .where(
-                    db.leases.c.job == self.job,
-                    db.leases.c.owner_pid == os.getpid(),
-                    db.leases.c.owner_token == PROCESS_TOKEN,
-                    db.leases.c.owner_host == socket.gethostname(),
-                )
-                .values(**values)
-            )
+            result = conn.execute(update(db.leases).where(*self._mine()).values(**values))
             return result.rowcount == 1
 
     def release(self) -> None:
@@ -166,13 +192,7 @@ class Lease:
             self._thread.join(timeout=5)
         try:
             with self.store.engine.begin() as conn:
-                conn.execute(
-                    delete(db.leases).where(
-                        db.leases.c.job == self.job,
-                        db.leases.c.owner_pid == os.getpid(),
-                        db.leases.c.owner_token == PROCESS_TOKEN,
-                    )
-                )
+                conn.execute(delete(db.leases).where(*self._mine()))
         except SQLAlchemyError as exc:  # it lapses on its own
             log.warning(
                 "could not release lease", extra={"job": self.job, "error": explain(exc, self.store.url)}
@@ -183,6 +203,15 @@ class Lease:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def live_holders(store: HistoryStore) -> list[tuple[str, Holder]]:
+    """(job, holder) for every lease whose holder is alive."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(db.leases)).mappings().all()
+    now = utcnow()
+    held = [(row["job"], Holder.from_row(row)) for row in rows]
+    return [(job, h) for job, h in held if not holder_is_dead(h, now)]
 
 
 def active_holder(store: HistoryStore, job: str) -> Holder | None:

@@ -14,6 +14,7 @@ from typing import Any
 from jobs import get_job
 from jobs.base import JobContext, Params, Progress
 from redis_maint import notify
+from redis_maint.current_run import RunRef, current_run
 from redis_maint.errors import (
     EXIT_FAILED,
     EXIT_LOCKED,
@@ -90,6 +91,7 @@ def execute(
             params=parsed,
             cancel=cancel or threading.Event(),
             progress=progress or Progress(),
+            lease_lost=lease.lost,
         )
         with _active_lock:
             _active[run_id] = ctx
@@ -98,8 +100,15 @@ def execute(
         )
         # A foreground `run` turns SIGTERM/^C into a cancel, so the job's cleanup runs (a no-op in
         # the daemon's worker threads, where the daemon's own handler sets the same event).
-        with signals_cancel(ctx.cancel):
-            status, summary, error = _invoke(ctx)
+        token = current_run.set(RunRef(job.name, run_id))
+        try:
+            with signals_cancel(ctx.cancel):
+                status, summary, error = _invoke(ctx)
+        finally:
+            current_run.reset(token)
+        if status == RunStatus.SUCCEEDED and not lease.still_held():
+            # Another process took the job over: our work may overlap with its, so never "succeeded".
+            status, error = RunStatus.FAILED, _lost_lease(job.name)
         store.finish_run(run_id, status, summary, error)
         log.log(
             logging.INFO if status == RunStatus.SUCCEEDED else logging.ERROR,
@@ -141,6 +150,13 @@ def _invoke(ctx: JobContext) -> tuple[RunStatus, dict[str, Any] | None, str | No
     if recorded := ctx.params.recorded():
         summary["params"] = recorded
     return status, summary, error
+
+
+def _lost_lease(job: str) -> str:
+    return (
+        f"{job}: lost its lease to another process before it finished (it could not renew it within "
+        "lock.lease_ttl); see `redis-maint history --status running` for the run that took over"
+    )
 
 
 def _notify(run: Run) -> Run:

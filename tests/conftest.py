@@ -24,6 +24,8 @@ def _isolated_env(monkeypatch, tmp_path):
             monkeypatch.delenv(name)
     monkeypatch.setenv("REDIS_MAINT_HISTORY_URL", f"sqlite:///{tmp_path}/history.db")
     monkeypatch.setenv("REDIS_MAINT_BACKUP_TARGET", str(tmp_path / "backups"))
+    # The AOF guard's note lives here: a test must never see another test's (or the checkout's).
+    monkeypatch.setenv("REDIS_MAINT_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("REDIS_MAINT_HTTP__PORT", "0")
     monkeypatch.setenv("USER", "tester")
     yield

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from contextlib import ExitStack
 from datetime import timedelta
 
@@ -12,6 +13,7 @@ import pytest
 from redis_maint import datafiles
 from redis_maint.aof_guard import aof_rewrite_paused
 from redis_maint.aof_manifest import live_files, parse_aof_manifest, split_args
+from redis_maint.aof_note import read_note
 from redis_maint.bgsave import bgsave_and_wait
 from redis_maint.errors import IntegrityError, JobTimeoutError, SnapshotError
 from redis_maint.snapshot import take_snapshot
@@ -158,7 +160,9 @@ def test_guard_pauses_rewrites_and_restores_the_value_after_a_failure(redis_serv
     note = tmp_path / "note"
     with pytest.raises(RuntimeError), aof_rewrite_paused(client, checkpoint=NOOP, timeout=MINUTE, note=note):
         assert percentage(client) == "0"
-        assert note.read_text().strip() == "77"
+        saved = read_note(note)
+        assert saved.original == "77"
+        assert [(o.host, o.pid) for o in saved.owners] == [(socket.gethostname(), os.getpid())]
         raise RuntimeError("copy failed")
     assert percentage(client) == "77"
     assert not note.exists()

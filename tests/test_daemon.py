@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +17,7 @@ from freezegun import freeze_time
 from config import load_settings
 from redis_maint.daemon import Daemon
 from redis_maint.history import HistoryStore, RunStatus
+from redis_maint.timeutil import utcnow
 from tests.conftest import ROOT
 from tests.services import wait_for
 
@@ -146,14 +150,95 @@ def test_catch_up_ignores_jobs_that_are_off():
         assert Daemon(_settings("off")).catch_up() == []
 
 
-def test_a_missed_scheduler_event_is_recorded():
-    from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
+class _Scheduled:
+    """A Daemon's real APScheduler scheduler, running in a thread (no signals, no catch-up)."""
 
-    daemon = Daemon(_settings("0 3 * * *"))
-    due = datetime(2026, 3, 10, 3, 0, tzinfo=UTC)
-    daemon._on_missed(JobExecutionEvent(EVENT_JOB_MISSED, "health", "default", due))
+    def __init__(self, settings):
+        self.daemon = Daemon(settings)
+        self.scheduler = self.daemon.build_scheduler()
+        self.thread = threading.Thread(target=self.scheduler.start)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.scheduler.shutdown(wait=True)
+        self.thread.join(30)
+
+
+def test_a_run_still_going_at_its_next_slot_is_recorded_as_skipped_by_the_real_scheduler(monkeypatch):
+    import jobs
+
+    release = threading.Event()
+
+    def slow(ctx):  # longer than its `every 1s` interval
+        release.wait(30)
+        return {}
+
+    monkeypatch.setitem(jobs.REGISTRY, "health", dataclasses.replace(jobs.REGISTRY["health"], run=slow))
+    with _Scheduled(_settings("every 1s")):
+        try:
+            wait_for(lambda: _store().list(job="health", status="skipped"), timeout=20, what="max_instances")
+        finally:
+            release.set()
+    skipped = _store().list(job="health", status="skipped")[-1]
+    assert skipped.trigger == "scheduled" and skipped.requested_by == "daemon"
+    assert "the previous run of 'health' is still running" in skipped.error
+    assert [r.status for r in _store().list(job="health", status="succeeded")], "the slow run itself finished"
+
+
+def test_a_slot_missed_beyond_the_misfire_grace_is_recorded_by_the_real_scheduler():
+    scheduled = _Scheduled(_settings("0 3 * * *"))
+    due = (utcnow() - timedelta(seconds=10)).replace(microsecond=0)
+    # As if the process had been stalled for 10 s past a slot whose grace is 1 s.
+    scheduled.scheduler.modify_job("health", next_run_time=due, misfire_grace_time=1)
+    with scheduled:
+        wait_for(lambda: _store().list(job="health", status="missed"), timeout=20, what="the missed event")
     (row,) = _store().list(job="health")
-    assert row.status == "missed" and row.started_at == due and row.trigger == "scheduled"
+    assert row.status == "missed"
+    assert row.started_at == due and row.trigger == "scheduled" and "misfire grace" in row.error
+
+
+def test_sigterm_lets_a_run_that_finishes_within_the_drain_grace_succeed(redis_server):
+    sleeper = subprocess.Popen(
+        ["redis-cli", "-p", str(redis_server.port), "DEBUG", "SLEEP", "5"], stdout=subprocess.DEVNULL
+    )
+    time.sleep(0.2)
+    proc = _daemon(REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1h", REDIS_MAINT_REDIS_TIMEOUT="20s")
+    wait_for(lambda: _store().running("health"), timeout=15, what="run to start")
+    code, err = _stop(proc)  # the run is blocked on Redis; the 25 s drain grace is plenty
+    sleeper.wait()
+    assert code == 0, err
+    (run,) = _store().list(job="health")
+    assert run.status == "succeeded", run.error
+    assert '"msg": "stop requested"' in err and '"msg": "daemon stopped"' in err
+    assert "runs interrupted at shutdown" not in err
+
+
+def test_sigterm_during_start_up_exits_cleanly(tmp_path):
+    """Start-up can wait on Redis (the AOF-guard check); a SIGTERM then must not kill the daemon."""
+    from redis_maint.aof_note import Note, write_note
+
+    mute = socket.socket()  # accepts connections, never answers: a hung Redis
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(8)
+    write_note(tmp_path / "state" / "aof-rewrite-percentage.note", Note("100", []))
+    proc = _daemon(
+        REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1s",
+        REDIS_MAINT_REDIS_URL=f"redis://127.0.0.1:{mute.getsockname()[1]}/0",
+        REDIS_MAINT_REDIS_TIMEOUT="2s",
+    )
+    try:
+        mute.settimeout(20)
+        conn, _ = mute.accept()  # the daemon is inside its start-up check now
+        code, err = _stop(proc)
+        conn.close()
+    finally:
+        mute.close()
+    assert code == 0, err
+    assert '"msg": "stop requested"' in err and '"msg": "daemon stopped"' in err
+    assert _store().list(job="health") == [], "nothing was scheduled after the stop request"
 
 
 def test_schedules_use_the_configured_timezone():
