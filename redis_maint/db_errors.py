@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from redis_maint.errors import HistoryError
+from redis_maint.errors import HistoryError, MaintenanceError
 from redis_maint.redact import redact, redact_url
 
 BUSY_TIMEOUT_HINT = "30s"  # db.SQLITE_BUSY_TIMEOUT_MS, said the way people read it
@@ -37,6 +37,8 @@ def history_error(exc: BaseException, url: str, action: str, what: str = "histor
 
 def explain(exc: BaseException, url: str) -> str:
     """The cause and the advice, from the driver's message (never the SQL or its parameters)."""
+    if isinstance(exc, MaintenanceError):
+        return redact(str(exc))  # ours: already says what and what to do
     if isinstance(exc, OSError) and not _is_driver_error(exc):
         return _os_error(exc)
     message = driver_message(exc)

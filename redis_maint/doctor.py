@@ -17,6 +17,11 @@ class CheckResult:
     name: str
     ok: bool
     detail: str
+    skipped: bool = False
+
+
+class Skipped(Exception):
+    """A check that does not apply to this configuration; the message says why."""
 
 
 def check_redis(settings: Any) -> str:
@@ -50,10 +55,40 @@ def check_history(settings: Any) -> str:
 
 
 def check_docker(settings: Any) -> str:
-    """The engine that runs the integrity checks answers, and the check image is there."""
+    """The engine that runs the integrity checks answers, and the check image is there; only
+    when an enabled job will start containers (a sidecar without the Docker socket is fine)."""
     from redis_maint.containers import engine_status
 
-    return engine_status(settings.docker, settings.check_image)
+    verdicts = docker_verdicts(settings)
+    users = [why for needed, why in verdicts if needed]
+    if not users:
+        raise Skipped(
+            f"no enabled job needs Docker ({'; '.join(why for _n, why in verdicts)}); "
+            "ad hoc `run aof-check` and `backups verify --deep` still need it"
+        )
+    return f"{engine_status(settings.docker, settings.check_image)} (needed by {'; '.join(users)})"
+
+
+def docker_verdicts(settings: Any) -> list[tuple[bool, str]]:
+    """For each job that can start containers: (needs Docker now, why), read from its settings."""
+    backup, verify = settings.job("backup"), settings.job("backup-verify")
+    return [
+        _scheduled("aof-check", settings.job("aof-check"), "runs redis-check-aof/rdb in a container"),
+        _scheduled("backup", backup, "verify_before_upload = true")
+        if backup.verify_before_upload
+        else (False, "backup: verify_before_upload = false"),
+        # backup-verify's restore drill is always deep; a `deep` switch, if one is added, is honoured.
+        _scheduled("backup-verify", verify, "its restore drill runs in containers")
+        if getattr(verify, "deep", True)
+        else (False, "backup-verify: deep = false"),
+    ]
+
+
+def _scheduled(job: str, job_settings: Any, why: str) -> tuple[bool, str]:
+    schedule = job_settings.schedule
+    if schedule.kind == "off":
+        return False, f"{job}: schedule off"
+    return True, f"{job} ({schedule}): {why}"
 
 
 def check_backup_target(settings: Any) -> str:
@@ -82,6 +117,8 @@ def run_checks(settings: Any) -> list[CheckResult]:
     for name, check in CHECKS:
         try:
             results.append(CheckResult(name, True, check(settings)))
+        except Skipped as exc:
+            results.append(CheckResult(name, True, f"skipped: {redact(str(exc))}", skipped=True))
         except Exception as exc:
             results.append(CheckResult(name, False, redact(str(exc))))
     return results

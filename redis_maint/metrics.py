@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from redis_maint import backup_facts
+from redis_maint.db_errors import explain
 from redis_maint.history import HistoryStore, Run, RunStatus
 from redis_maint.outcomes import last_outcome, last_real
 
@@ -93,7 +94,9 @@ class HistoryCollector(Collector):
         try:
             families = list(self._families())
         except Exception as exc:
-            log.warning("metrics: history store unreadable", extra={"error": str(exc)})
+            # The cause and the advice, never the failed SQL statement and its parameters.
+            error = explain(exc, self.store.url)
+            log.warning("metrics: history store unreadable", extra={"error": error})
             up.add_metric([], 0)
             yield up
             return

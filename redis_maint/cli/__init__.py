@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import select
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +12,9 @@ from typing import Any
 import click
 
 from redis_maint.errors import MaintenanceError
+
+# What a shell reports for a writer killed by SIGPIPE (128 + 13), as `yes | head -1` does.
+EXIT_SIGPIPE = 141
 
 # name -> "module:attribute"; add a subcommand by adding a line.
 COMMANDS = {
@@ -32,7 +37,10 @@ class FailedCommand(click.ClickException):
         self.exit_code = error.exit_code
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"redis-maint: {self.format_message()}", err=True)
+        from redis_maint.redact import redact
+
+        # The last door out: an error message that embedded a secret is masked here too.
+        click.echo(f"redis-maint: {redact(self.format_message())}", err=True)
 
 
 class LazyGroup(click.Group):
@@ -50,6 +58,32 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except MaintenanceError as exc:
             raise FailedCommand(exc) from None
+        except BrokenPipeError:
+            # `redis-maint history | head -1`: the reader left. That is no error of ours, but a
+            # broken pipe to a socket (S3, Docker, a webhook) still is.
+            if not stdout_reader_gone():
+                raise
+            quiet_stdout()
+            raise click.exceptions.Exit(EXIT_SIGPIPE) from None
+
+
+def stdout_reader_gone() -> bool:
+    """True when stdout is a pipe whose reading end has been closed (poll reports POLLERR)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)
+        return any(mask & (select.POLLERR | select.POLLHUP) for _fd, mask in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail ("Exception ignored")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 @dataclass
