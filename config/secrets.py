@@ -1,6 +1,7 @@
 """Secret-bearing settings: the schema marks each such field with its kind, and the kind masks it.
 
-Two effects, so no command has to remember which fields are secret:
+Three effects, so no command has to remember which fields are secret:
+- repr() leaves them out (a settings object in a traceback or a debug log shows none);
 - dumping settings (`config show`, anything that serialises them) gives the masked form;
 - `register(settings)` hands the exact secret values to redact(), which then masks them in
   every log line, error message, history row and webhook body.
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, PlainSerializer
+from pydantic import BaseModel, Field, PlainSerializer
 
 from redis_maint.redact import (
     endpoint_secrets,
@@ -37,9 +38,13 @@ CREDENTIAL_URL = SecretKind("url with credentials", redact_url, url_secrets)
 ENDPOINT_URL = SecretKind("endpoint url", redact_endpoint, endpoint_secrets)
 
 # A URL that may carry a password (userinfo or ?password=): Redis, history store, Docker engine.
-CredentialUrl = Annotated[str, CREDENTIAL_URL, PlainSerializer(redact_url, return_type=str)]
+CredentialUrl = Annotated[
+    str, CREDENTIAL_URL, Field(repr=False), PlainSerializer(redact_url, return_type=str)
+]
 # A URL that is itself a credential (webhooks, Slack, dead-man's switch): only scheme and host show.
-EndpointUrl = Annotated[str, ENDPOINT_URL, PlainSerializer(redact_endpoint, return_type=str)]
+EndpointUrl = Annotated[
+    str, ENDPOINT_URL, Field(repr=False), PlainSerializer(redact_endpoint, return_type=str)
+]
 
 
 def secret_fields(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, SecretKind, str]]:

@@ -215,3 +215,10 @@ def test_free_text_masks_urls_key_values_and_the_loaded_settings_secrets():
     load_settings(environ={"REDIS_MAINT_NOTIFY__WEBHOOK_URL": f"https://hooks.example.com/{token}"})
     masked = redact(f"posting to path /{token} failed")
     assert token not in masked and masked.startswith("posting to path ") and "***" in masked
+
+
+def test_settings_repr_leaves_the_secret_fields_out(seeded):
+    settings = load_settings()
+    assert settings.redis_url.startswith("redis://:RedisUserinfo")  # the code still reads the real value
+    assert leaks(repr(settings)) == [] and leaks(str(settings)) == []
+    assert "instance='default'" in repr(settings)
