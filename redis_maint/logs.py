@@ -25,6 +25,8 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
+        # Each value before encoding too: JSON escaping (a quote, a backslash) can hide a secret.
+        out = {key: redact(value) if isinstance(value, str) else value for key, value in out.items()}
         return redact(json.dumps(out, default=str))
 
 

@@ -222,3 +222,17 @@ def test_settings_repr_leaves_the_secret_fields_out(seeded):
     assert settings.redis_url.startswith("redis://:RedisUserinfo")  # the code still reads the real value
     assert leaks(repr(settings)) == [] and leaks(str(settings)) == []
     assert "instance='default'" in repr(settings)
+
+
+def test_a_json_log_line_masks_a_secret_that_json_escaping_would_change(capsys):
+    import logging
+
+    from redis_maint.logs import setup_logging
+
+    secret = 'Quote"And\\Backslash-Pw-11'
+    load_settings(environ={"REDIS_MAINT_REDIS_URL": f"redis://:{secret}@cache:6379/0"})
+    setup_logging("json")
+    logging.getLogger("redis_maint.test").warning("auth failed for %s", secret, extra={"detail": secret})
+    line = capsys.readouterr().err
+    assert "auth failed for ***" in line and json.loads(line)["detail"] == "***"
+    assert json.dumps(secret)[1:-1] not in line
