@@ -170,8 +170,12 @@ def _leave(client: redis.Redis, note: Path | None, owner: Owner) -> None:
 def _original_value(client: redis.Redis, note: Path | None) -> str:
     found = read_note(note) if note is not None else None
     if found is not None and found.original.isdigit():
-        log.warning(
-            "AOF rewrites were already paused by another guard (live or killed); its saved value wins",
+        sharing = bool(found.owners) and any(owner_alive(o, None, _mine) for o in found.owners)
+        log.log(
+            logging.INFO if sharing else logging.WARNING,
+            "AOF rewrites are already paused by another run"
+            if sharing
+            else "a previous run was killed while AOF rewrites were paused; its saved value wins",
             extra={"note": str(note), "value": found.original, "paused_by": found.describe_owners()},
         )
         return found.original

@@ -215,3 +215,17 @@ def test_a_value_already_set_by_hand_only_removes_the_stale_note(redis_server):
     assert Daemon(settings).restore_aof_rewrites() is None
     assert _pct(redis_server) == "90"
     assert not settings.aof_guard_note.exists()
+
+
+def test_a_running_daemon_restores_a_pause_whose_owner_dies_later(redis_server, monkeypatch):
+    from tests.test_daemon import _Scheduled, _settings
+
+    redis_server.client().config_set(PARAM, 77)
+    monkeypatch.setenv("REDIS_MAINT_LOCK__LEASE_TTL", "1s")  # the daemon checks once per lease TTL
+    proc, run_id = _holder()
+    with _Scheduled(_settings("off")):
+        _kill(proc)  # e.g. an operator's `run backup` OOM-killed while the daemon keeps running
+        wait_for(lambda: _store().list(job=AOF_RESTORE), timeout=20, what="the periodic restore")
+    (row,) = _store().list(job=AOF_RESTORE)
+    assert row.trigger == "scheduled" and row.summary["paused_by_run"] == run_id
+    assert _pct(redis_server) == "77"
