@@ -51,6 +51,8 @@ _AWS_KEY_ID = re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{12,}\b")
 # Exact secret values from the loaded settings. Short values are left to the patterns: masking
 # every "pass" or "redis" in a log would hide more than it protects.
 MIN_KNOWN_SECRET = 6
+# A webhook path (or a piece of it) this long is a token; "/slack" or "services" are not.
+MIN_ENDPOINT_TOKEN = 16
 _known: set[str] = set()
 _known_lock = threading.Lock()
 
@@ -112,10 +114,10 @@ def endpoint_secrets(url: str) -> list[str]:
         return [url] if url else []
     found = [parts.netloc.rpartition("@")[0]]
     tail = parts.path + (f"?{parts.query}" if parts.query else "")
-    if tail not in ("", "/"):
+    if len(tail) >= MIN_ENDPOINT_TOKEN:
         found.append(tail)
     # Tokens inside the path (Slack's T.../B.../secret, a ping UUID), not words like "services".
-    found += [seg for seg in parts.path.split("/") if len(seg) >= 16]
+    found += [seg for seg in parts.path.split("/") if len(seg) >= MIN_ENDPOINT_TOKEN]
     found += [m["value"] for m in _QUERY_PAIR.finditer("?" + parts.query)]
     return found
 
