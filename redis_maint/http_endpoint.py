@@ -1,18 +1,19 @@
 """The daemon's HTTP endpoint: /healthz and /metrics, nothing else.
 
-A stdlib ThreadingHTTPServer in a daemon thread: two read-only routes need no framework,
-and a slow scrape never blocks a health probe.
+Two read-only routes need no framework. The server is redis_maint.http_server: a backlog of
+128, a fixed pool of workers and a per-connection timeout, so a burst of probes is answered at
+once and idle or half-sent connections cannot starve /healthz or pile up threads.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import timedelta
 
 from redis_maint.errors import MaintenanceError
+from redis_maint.http_server import BACKLOG, TIMEOUT, WORKERS, BufferedHandler, PooledHTTPServer
 
 log = logging.getLogger("redis_maint.http")
 
@@ -22,41 +23,55 @@ METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class HttpEndpoint:
-    def __init__(self, bind: str, port: int, health: HealthCheck, metrics: MetricsFn):
+    def __init__(
+        self,
+        bind: str,
+        port: int,
+        health: HealthCheck,
+        metrics: MetricsFn,
+        *,
+        workers: int = WORKERS,
+        timeout: timedelta = timedelta(seconds=TIMEOUT),
+        backlog: int = BACKLOG,
+    ):
         self.bind, self.port = bind, port
         self.health, self.metrics = health, metrics
-        self.server: ThreadingHTTPServer | None = None
-        self.thread: threading.Thread | None = None
+        self.workers, self.timeout, self.backlog = workers, timeout, backlog
+        self.server: PooledHTTPServer | None = None
 
     def start(self) -> int:
         """Listen and serve in the background; returns the bound port."""
         try:
-            self.server = ThreadingHTTPServer((self.bind, self.port), _handler(self))
+            self.server = PooledHTTPServer(
+                (self.bind, self.port),
+                _handler(self),
+                workers=self.workers,
+                timeout=self.timeout.total_seconds(),
+                backlog=self.backlog,
+            )
         except OSError as exc:
             raise MaintenanceError(
                 f"cannot serve /healthz and /metrics on {self.bind}:{self.port}: {exc.strerror}; "
                 "set http.port (REDIS_MAINT_HTTP__PORT) to a free port, or 0 to turn the endpoint off"
             ) from None
-        self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, name="http-endpoint", daemon=True)
-        self.thread.start()
-        log.info("http endpoint listening", extra={"bind": self.bind, "port": self.port})
+        self.server.start()
+        log.info(
+            "http endpoint listening",
+            extra={"bind": self.bind, "port": self.port, "workers": self.workers, "backlog": self.backlog},
+        )
         return self.port
 
     def stop(self) -> None:
         if self.server is None:
             return
-        self.server.shutdown()
-        self.server.server_close()
-        if self.thread is not None:
-            self.thread.join(timeout=5)
+        self.server.stop()
         self.server = None
         log.info("http endpoint stopped")
 
 
-def _handler(endpoint: HttpEndpoint) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+def _handler(endpoint: HttpEndpoint) -> type[BufferedHandler]:
+    class Handler(BufferedHandler):
         server_version = "redis-maint"
         sys_version = ""
 

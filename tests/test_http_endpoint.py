@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 
+from redis_maint.http_endpoint import HttpEndpoint, _handler
+from redis_maint.http_server import PooledHTTPServer
 from tests.conftest import ROOT
-from tests.services import free_port, wait_for
+from tests.services import free_port, in_ci, wait_for
 from tests.test_metrics import scrape_text
 from tests.webhook import WebhookServer
 
@@ -131,8 +139,6 @@ def test_a_run_stuck_past_its_timeout_makes_healthz_503_with_the_reason(daemon_f
 
 
 def test_a_port_in_use_is_a_clear_startup_error(redis_server, cli_process):
-    import socket
-
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -140,3 +146,181 @@ def test_a_port_in_use_is_a_clear_startup_error(redis_server, cli_process):
         result = cli_process("daemon", env={"REDIS_MAINT_HTTP__PORT": str(port)}, timeout=30)
     assert result.returncode == 1
     assert f"127.0.0.1:{port}" in result.stderr and "REDIS_MAINT_HTTP__PORT" in result.stderr
+
+
+# --- the endpoint under load: a backlog, a bounded pool and a per-connection timeout -----------
+
+
+@pytest.fixture
+def endpoint_factory():
+    started: list[HttpEndpoint] = []
+
+    def start(health=lambda: [], metrics=lambda: b"redis_maint_up 1\n", **options) -> HttpEndpoint:
+        endpoint = HttpEndpoint("127.0.0.1", 0, health=health, metrics=metrics, **options)
+        endpoint.start()
+        started.append(endpoint)
+        return endpoint
+
+    yield start
+    for endpoint in started:
+        endpoint.stop()
+
+
+def _half_sent(
+    port: int, n: int, sent: bytes = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+) -> list[socket.socket]:
+    """`n` connections that start a request and never finish it."""
+    sockets = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if sent:
+            s.sendall(sent)
+        sockets.append(s)
+    return sockets
+
+
+def _closed_by_server(s: socket.socket) -> bool:
+    """Wait (up to the socket's timeout) for the server to close `s`."""
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def _get(port: int, path: str = "/healthz") -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+async def _burst(port: int, n: int) -> list[int | str]:
+    """`n` simultaneous GET /healthz; each one's status code, or the error it met."""
+
+    async def one() -> int | str:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            reply = await reader.read()
+            writer.close()
+            return int(reply.split(b" ", 2)[1])
+        except (OSError, IndexError, ValueError) as exc:
+            return type(exc).__name__
+
+    return await asyncio.wait_for(asyncio.gather(*(one() for _ in range(n))), timeout=60)
+
+
+def test_200_concurrent_healthz_requests_all_get_200(endpoint_factory):
+    endpoint = endpoint_factory()
+    codes = asyncio.run(_burst(endpoint.port, 200))
+    assert codes == [200] * 200
+
+
+def test_healthz_answers_while_300_half_sent_requests_hold_no_threads(endpoint_factory):
+    threads_before = threading.active_count()
+    endpoint = endpoint_factory(workers=4)
+    idle = _half_sent(endpoint.port, 300) + _half_sent(endpoint.port, 20, sent=b"")
+    try:
+        wait_for(lambda: endpoint.server.open_connections == 320, what="320 connections held open")
+        assert _get(endpoint.port) == (200, json.dumps({"status": "ok"}))
+        assert _get(endpoint.port, "/metrics") == (200, "redis_maint_up 1\n")
+        # the socket thread and the pool, whatever the number of connections
+        assert threading.active_count() <= threads_before + 4 + 1
+        assert endpoint.server.open_connections == 320, "the half-sent requests were not dropped"
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_idle_and_half_sent_connections_are_closed_after_the_timeout(endpoint_factory):
+    endpoint = endpoint_factory(timeout=timedelta(milliseconds=300))
+    idle = _half_sent(endpoint.port, 5) + _half_sent(endpoint.port, 5, sent=b"")
+    try:
+        assert all(_closed_by_server(s) for s in idle)
+        assert endpoint.server.open_connections == 0
+        assert _get(endpoint.port)[0] == 200
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_the_listen_backlog_the_kernel_reports_is_at_least_128(endpoint_factory):
+    ss = shutil.which("ss")
+    if ss is None:
+        message = "`ss` (iproute2) is needed to read a listening socket's backlog"
+        pytest.fail(message) if in_ci() else pytest.skip(message)
+    endpoint = endpoint_factory()
+    out = subprocess.run(
+        [ss, "-ltn", f"sport = :{endpoint.port}"], capture_output=True, text=True, check=True
+    )
+    rows = [line.split() for line in out.stdout.splitlines()[1:] if line.strip()]
+    assert len(rows) == 1, out.stdout
+    assert int(rows[0][2]) >= 128, f"Send-Q of a listening socket is its backlog: {out.stdout}"
+
+
+def test_a_busy_pool_queues_requests_instead_of_starting_threads(endpoint_factory):
+    release = threading.Event()
+
+    def slow_health() -> list[str]:
+        release.wait(20)
+        return []
+
+    threads_before = threading.active_count()
+    endpoint = endpoint_factory(health=slow_health, workers=2)
+    with ThreadPoolExecutor(max_workers=10) as clients:
+        results = [clients.submit(_get, endpoint.port) for _ in range(10)]
+        threads_with_clients = threads_before + 2 + 1 + 10
+        wait_for(lambda: endpoint.server.open_connections == 0, what="all requests read")
+        time.sleep(0.2)  # give a thread-per-connection server the chance to show itself
+        assert threading.active_count() <= threads_with_clients
+        assert not any(r.done() for r in results)
+        release.set()
+        assert [r.result()[0] for r in results] == [200] * 10
+
+
+def test_a_client_that_does_not_read_its_reply_frees_the_worker_after_the_timeout(endpoint_factory):
+    big = b"#" * (64 * 1024 * 1024)  # more than any socket buffer holds
+    endpoint = endpoint_factory(metrics=lambda: big, workers=1, timeout=timedelta(milliseconds=500))
+    stalled = socket.create_connection(("127.0.0.1", endpoint.port))
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        stalled.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        assert _get(endpoint.port) == (200, json.dumps({"status": "ok"}))
+    finally:
+        stalled.close()
+
+
+def test_beyond_the_connection_cap_the_oldest_incomplete_request_is_dropped():
+    server = PooledHTTPServer(("127.0.0.1", 0), _handler(_stub_endpoint()), workers=1, max_connections=10)
+    server.start()
+    port = server.server_address[1]
+    try:
+        first = _half_sent(port, 5)
+        wait_for(lambda: server.open_connections == 5, what="5 connections held")
+        later = _half_sent(port, 10)
+        assert all(_closed_by_server(s) for s in first)
+        assert _get(port)[0] == 200
+        for s in later:
+            s.settimeout(0.2)
+        assert not any(_closed_by_server(s) for s in later[1:])
+    finally:
+        for s in first + later:
+            s.close()
+        server.stop()
+
+
+def test_an_oversized_or_malformed_request_gets_a_4xx(endpoint_factory):
+    endpoint = endpoint_factory()
+    with socket.create_connection(("127.0.0.1", endpoint.port), timeout=10) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\n" + b"X-Pad: " + b"a" * 40_000)
+        assert s.recv(100).startswith(b"HTTP/1.0 431 ")
+    with socket.create_connection(("127.0.0.1", endpoint.port), timeout=10) as s:
+        s.sendall(b"GET /health z HTTP/1.1\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.0 400 ")
+
+
+def _stub_endpoint() -> HttpEndpoint:
+    return HttpEndpoint("127.0.0.1", 0, health=lambda: [], metrics=lambda: b"")
