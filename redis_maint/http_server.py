@@ -152,6 +152,12 @@ class PooledHTTPServer:
         """Connections still being read, for tests and benchmarks."""
         return len(self._pending)
 
+    @property
+    def busy(self) -> int:
+        """Requests read completely, waiting for a worker or being served."""
+        with self._lock:
+            return self._busy
+
     # --- the socket thread -------------------------------------------------------------
 
     def _loop(self) -> None:

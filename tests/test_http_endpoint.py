@@ -273,7 +273,7 @@ def test_a_busy_pool_queues_requests_instead_of_starting_threads(endpoint_factor
     with ThreadPoolExecutor(max_workers=10) as clients:
         results = [clients.submit(_get, endpoint.port) for _ in range(10)]
         threads_with_clients = threads_before + 2 + 1 + 10
-        wait_for(lambda: endpoint.server.open_connections == 0, what="all requests read")
+        wait_for(lambda: endpoint.server.busy == 10, what="all 10 requests read and queued")
         time.sleep(0.2)  # give a thread-per-connection server the chance to show itself
         assert threading.active_count() <= threads_with_clients
         assert not any(r.done() for r in results)
