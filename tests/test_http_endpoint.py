@@ -84,6 +84,9 @@ def test_healthz_is_ok_and_metrics_move_then_redis_down_shows_in_metrics_not_hea
         REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1s",
         REDIS_MAINT_REDIS_TIMEOUT="1s",
         REDIS_MAINT_NOTIFY__WEBHOOK_URL=hook.url,
+        # A loaded test machine must not flip the health level (a webhook of its own) before the failure.
+        REDIS_MAINT_JOBS__HEALTH__PING_WARNING_MS="1000",
+        REDIS_MAINT_JOBS__HEALTH__PING_CRITICAL_MS="2000",
     )
     assert d.get("/healthz") == (200, json.dumps({"status": "ok"}))
     wait_for(lambda: _runs(d.metrics(), "health", "succeeded") >= 1, timeout=15, what="a first run")
@@ -102,7 +105,7 @@ def test_healthz_is_ok_and_metrics_move_then_redis_down_shows_in_metrics_not_hea
     assert d.get("/healthz")[0] == 200, "an unreachable Redis does not make the sidecar unhealthy"
     assert d.metrics()[("redis_maint_job_failing", (("job", "health"),))] == 1
     health_calls = [c["event"] for c in hook.posted() if c["job"] == "health"]
-    assert health_calls == ["failure"], "once per transition, not every run"
+    assert health_calls.count("failure") == 1, f"once per transition, not every run: {health_calls}"
     code, err = d.stop()
     hook.stop()
     assert code == 0, err
