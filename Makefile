@@ -50,6 +50,7 @@ test-e2e: venv system-deps
 bench: venv system-deps
 	$(BIN)/python bench/sweep.py --sessions 200000 --repeat 1
 	$(BIN)/python bench/backup.py --size-mib 256
+	$(BIN)/python bench/http_load.py --rounds 3
 
 config-sample: venv
 	$(BIN)/redis-maint config sample > config/redis-maint.toml
