@@ -47,9 +47,11 @@ test-e2e: venv system-deps
 	bash scripts/ensure-dockerd.sh
 	$(BIN)/python -m pytest -m e2e
 
+# Quick sizes, 3 repeats each, medians printed (sweep ~2.5 min, backup ~1 min on 2 cores);
+# the full sizes: README "Benchmarks"
 bench: venv system-deps
-	$(BIN)/python bench/sweep.py --sessions 200000 --repeat 1
-	$(BIN)/python bench/backup.py --size-mib 256
+	$(BIN)/python bench/sweep.py --sessions 200000 --repeat 3
+	$(BIN)/python bench/backup.py --size-mib 256 --rounds 3
 	$(BIN)/python bench/http_load.py --rounds 3
 
 config-sample: venv

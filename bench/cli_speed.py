@@ -46,7 +46,7 @@ HELP_COMMANDS = [
 def seed_history(env: dict[str, str], runs: int = 300) -> None:
     """A history with real rows, written through the project's own store."""
     code = f"""
-from redis_maint.history import HistoryStore, RunStatus
+from redis_maint.history.runs import HistoryStore, RunStatus
 store = HistoryStore({env["REDIS_MAINT_HISTORY_URL"]!r})
 for i in range({runs}):
     store.record("health", "scheduled", RunStatus.SUCCEEDED, requested_by="daemon", summary={{"level": "ok", "i": i}})

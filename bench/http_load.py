@@ -6,7 +6,7 @@
 Two servers are measured in the same run, each in a process of its own serving the real
 /healthz (liveness over a real SQLite history store and a running APScheduler) and /metrics:
 
-- `pooled`: redis_maint.http_endpoint.HttpEndpoint as shipped (backlog 128, 8 workers, 10 s timeout);
+- `pooled`: redis_maint.observe.http_endpoint.HttpEndpoint as shipped (backlog 128, 8 workers, 10 s timeout);
 - `baseline`: the endpoint as it was before issue 10: the stdlib ThreadingHTTPServer with its
   defaults (backlog 5, one thread per connection, no timeout), with the same handler.
 
@@ -54,10 +54,10 @@ def serve(kind: str) -> None:
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from jobs import REGISTRY
-    from redis_maint import liveness
-    from redis_maint.history import HistoryStore
-    from redis_maint.http_endpoint import HttpEndpoint, _handler
-    from redis_maint.metrics import Metrics
+    from redis_maint.history.runs import HistoryStore
+    from redis_maint.observe import liveness
+    from redis_maint.observe.http_endpoint import HttpEndpoint, _handler
+    from redis_maint.observe.metrics import Metrics
 
     workdir = tempfile.mkdtemp(prefix="http-load-")
     store = HistoryStore(f"sqlite:///{workdir}/history.db")

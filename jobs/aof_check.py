@@ -16,9 +16,10 @@ from pydantic import Field
 
 from config.types import JobSettings, PositiveDuration, ScheduleField, schedule_default
 from jobs.base import Job, JobContext
-from redis_maint import integrity
+from redis_maint.checks import integrity
 from redis_maint.errors import JobFailedError
-from redis_maint.snapshot import discover_layout, take_snapshot
+from redis_maint.snapshot.datafiles import discover_layout
+from redis_maint.snapshot.take import take_snapshot
 
 
 class AofCheckSettings(JobSettings):

@@ -19,15 +19,15 @@ from pydantic import Field, field_validator
 
 from config.types import Duration, JobSettings, PositiveDuration, ScheduleField, Section, schedule_default
 from jobs.base import Job, JobContext, Params
-from redis_maint import backups
-from redis_maint.catalog import BackupRecord, BackupStatus, Catalog
+from redis_maint.backup import stored
+from redis_maint.backup.prune import prune
+from redis_maint.backup.retention import Policy
+from redis_maint.backup.upload import upload_backup
 from redis_maint.errors import JobCancelledError, JobFailedError, MaintenanceError
-from redis_maint.prune import prune
-from redis_maint.retention import Policy
-from redis_maint.snapshot import Snapshot, planned_files, take_snapshot
+from redis_maint.history.catalog import BackupRecord, BackupStatus, Catalog
+from redis_maint.snapshot.take import Snapshot, planned_files, take_snapshot
 from redis_maint.storage import Target, open_target
 from redis_maint.timeutil import utcnow
-from redis_maint.upload import upload_backup
 
 if TYPE_CHECKING:
     from redis_maint.storage.s3 import S3Options
@@ -179,8 +179,8 @@ def _backup(ctx: JobContext, s: BackupSettings) -> dict[str, Any]:
 def _store_new_backup(ctx: JobContext, s: BackupSettings, target: Target) -> dict[str, Any]:
     """Snapshot, check, upload and catalog one backup; any failure leaves it `failed`, never half-stored."""
     now = utcnow()
-    backup_id = backups.new_backup_id(now)
-    location = backups.location_for(ctx.settings.instance, backup_id, now)
+    backup_id = stored.new_backup_id(now)
+    location = stored.location_for(ctx.settings.instance, backup_id, now)
     staging = _staging_root(ctx, s) / backup_id
     summary: dict[str, Any] = {"backup_id": backup_id, "target": target.uri_for(location), "durations_s": {}}
     catalog = Catalog(ctx.store)
@@ -191,7 +191,7 @@ def _store_new_backup(ctx: JobContext, s: BackupSettings, target: Target) -> dic
         snapshot = _snapshot(ctx, s, staging, summary)
         _add_to_catalog(catalog, ctx, backup_id, target, location, now, snapshot)
         summary["checks"] = _integrity(ctx, s, snapshot, catalog, backup_id, summary)
-        manifest = backups.build_manifest(
+        manifest = stored.build_manifest(
             backup_id=backup_id,
             created_at=now,
             instance=ctx.settings.instance,
@@ -265,7 +265,7 @@ def _integrity(ctx, s: BackupSettings, snapshot: Snapshot, catalog, backup_id, s
     summary["phase"] = "integrity check"
     t0 = time.monotonic()
     # ---- integrity hook: redis-check-aof/rdb on the snapshot, in a throwaway container ----
-    from redis_maint import integrity
+    from redis_maint.checks import integrity
 
     checks = integrity.check_snapshot(ctx, snapshot)
     # ---------------------------------------------------------------------------------------
@@ -330,7 +330,7 @@ def _dry_run(ctx: JobContext, s: BackupSettings) -> dict[str, Any]:
     try:
         target.preflight()
         retention = _apply_retention(ctx, s, target, dry_run=True) if s.prune and ctx.params.prune else None
-        location = backups.location_for(ctx.settings.instance, "<backup-id>", utcnow())
+        location = stored.location_for(ctx.settings.instance, "<backup-id>", utcnow())
         return {
             "would_back_up": files,
             "bytes": sum(f["size"] or 0 for f in files),

@@ -14,9 +14,9 @@ from pydantic import Field
 
 from config.types import JobSettings, PositiveDuration, ScheduleField, schedule_default
 from jobs.base import Job, JobContext
-from redis_maint import backup_facts
 from redis_maint.errors import JobFailedError
-from redis_maint.outcomes import last_outcome
+from redis_maint.history import backup_facts
+from redis_maint.history.outcomes import last_outcome
 from redis_maint.timeutil import isoformat, utcnow
 
 

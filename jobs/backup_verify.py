@@ -15,9 +15,10 @@ from pydantic import Field
 from config.types import JobSettings, PositiveDuration, ScheduleField, schedule_default
 from jobs.backup import open_backup_target
 from jobs.base import Job, JobContext
-from redis_maint import backups, deep_verify
-from redis_maint.catalog import BackupStatus, Catalog
+from redis_maint.backup import stored
+from redis_maint.checks import restore_drill
 from redis_maint.errors import JobFailedError
+from redis_maint.history.catalog import BackupStatus, Catalog
 
 
 class BackupVerifySettings(JobSettings):
@@ -56,10 +57,10 @@ def run(ctx: JobContext) -> dict[str, Any]:
 
 
 def _drill(ctx: JobContext, target: Any, record: Any) -> dict[str, Any]:
-    result = backups.verify(
+    result = stored.verify(
         target, record.location, record.id, catalog_files=record.files, checkpoint=ctx.checkpoint
     )
-    return deep_verify.add_deep(
+    return restore_drill.add_deep(
         ctx.settings,
         target,
         record.location,

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import redis
 
     from config.schema import Settings
-    from redis_maint.history import HistoryStore
+    from redis_maint.history.runs import HistoryStore
 
 
 class Params(BaseModel):

@@ -89,8 +89,8 @@ def _aof_rewrite(ctx: JobContext, client) -> tuple[dict[str, Any], str | None]:
     The guard's note says who paused them; a pause whose owner still runs is expected (a backup
     or aof-check copying the AOF right now).
     """
-    from redis_maint.aof_guard import PARAM, active_guards, current_value
-    from redis_maint.aof_note import live_owners, read_note
+    from redis_maint.snapshot.aof_guard import PARAM, active_guards, current_value
+    from redis_maint.snapshot.aof_note import live_owners, read_note
 
     try:
         value = current_value(client)

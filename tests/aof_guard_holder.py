@@ -13,8 +13,8 @@ from datetime import timedelta
 
 import jobs
 from config import load_settings
-from redis_maint import runner
-from redis_maint.aof_guard import aof_rewrite_paused
+from redis_maint.run import runner
+from redis_maint.snapshot.aof_guard import aof_rewrite_paused
 
 
 def _hold(ctx) -> dict:

@@ -29,7 +29,7 @@ def _isolated_env(monkeypatch, tmp_path):
     monkeypatch.setenv("REDIS_MAINT_HTTP__PORT", "0")
     monkeypatch.setenv("USER", "tester")
     yield
-    from redis_maint import db
+    from redis_maint.history import db
 
     db.dispose_all()
 

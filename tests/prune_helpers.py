@@ -7,8 +7,8 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from redis_maint.backups import location_for, new_backup_id
-from redis_maint.catalog import BackupRecord, Catalog
+from redis_maint.backup.stored import location_for, new_backup_id
+from redis_maint.history.catalog import BackupRecord, Catalog
 
 DUMP = b"REDIS0010"
 

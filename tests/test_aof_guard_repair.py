@@ -14,11 +14,11 @@ from datetime import timedelta
 from sqlalchemy import update
 
 from config import load_settings
-from redis_maint import db
-from redis_maint.aof_guard import aof_rewrite_paused
-from redis_maint.aof_note import Note, Owner, read_note, write_note
-from redis_maint.daemon import AOF_RESTORE, Daemon
-from redis_maint.history import HistoryStore, RunStatus
+from redis_maint.history import db
+from redis_maint.history.runs import HistoryStore, RunStatus
+from redis_maint.run.daemon import AOF_RESTORE, Daemon
+from redis_maint.snapshot.aof_guard import aof_rewrite_paused
+from redis_maint.snapshot.aof_note import Note, Owner, read_note, write_note
 from redis_maint.timeutil import utcnow
 from tests.conftest import ROOT, json_out
 from tests.services import wait_for

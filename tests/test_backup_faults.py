@@ -13,8 +13,8 @@ import time
 import boto3
 import pytest
 
-from redis_maint.catalog import Catalog
-from redis_maint.history import HistoryStore
+from redis_maint.history.catalog import Catalog
+from redis_maint.history.runs import HistoryStore
 from tests.backup_helpers import BUCKET, SECRET, fill_sessions, multipart_uploads, objects, staged
 from tests.conftest import ROOT, json_out
 from tests.services import free_port, in_ci
@@ -190,10 +190,14 @@ def start_backup_process(**env: str) -> subprocess.Popen:
 
 
 def wait_for_multipart_upload(proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # BGSAVE and the copy come first; a loaded CI machine is slow
     while not multipart_uploads() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert proc.poll() is None and multipart_uploads(), "the upload should be under way"
+    if proc.poll() is None and multipart_uploads():
+        return
+    proc.kill()
+    _out, err = proc.communicate(timeout=30)
+    raise AssertionError(f"the upload should be under way (exit {proc.returncode}); its log:\n{err[-3000:]}")
 
 
 def test_sigterm_during_upload_leaves_no_backup_and_no_multipart_upload(
@@ -266,7 +270,7 @@ def test_failed_integrity_check_uploads_nothing_and_records_the_verdicts(
     cli, redis_server, bucket, backup_env, monkeypatch
 ):
     # The Docker check is another module's (tests/test_integrity*); here only the job's wiring.
-    from redis_maint import integrity
+    from redis_maint.checks import integrity
 
     verdict = {"file": "appendonlydir/appendonly.aof.manifest", "tool": "redis-check-aof", "offset": 120}
     monkeypatch.setattr(

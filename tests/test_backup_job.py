@@ -8,8 +8,8 @@ import json
 import boto3
 import pytest
 
-from redis_maint.catalog import Catalog
-from redis_maint.history import HistoryStore
+from redis_maint.history.catalog import Catalog
+from redis_maint.history.runs import HistoryStore
 from tests.backup_helpers import (
     BUCKET,
     digest,

@@ -8,10 +8,10 @@ from datetime import UTC, date, datetime, timedelta
 
 from freezegun import freeze_time
 
-from redis_maint.catalog import Catalog
-from redis_maint.history import HistoryStore
-from redis_maint.prune import prune
-from redis_maint.retention import Policy
+from redis_maint.backup.prune import prune
+from redis_maint.backup.retention import Policy
+from redis_maint.history.catalog import Catalog
+from redis_maint.history.runs import HistoryStore
 from redis_maint.storage import open_target
 from redis_maint.timeutil import utcnow
 from tests.backup_helpers import fill_sessions

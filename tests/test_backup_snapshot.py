@@ -10,13 +10,13 @@ from datetime import timedelta
 
 import pytest
 
-from redis_maint import datafiles
-from redis_maint.aof_guard import aof_rewrite_paused
-from redis_maint.aof_manifest import live_files, parse_aof_manifest, split_args
-from redis_maint.aof_note import read_note
-from redis_maint.bgsave import bgsave_and_wait
 from redis_maint.errors import IntegrityError, JobTimeoutError, SnapshotError
-from redis_maint.snapshot import take_snapshot
+from redis_maint.snapshot import datafiles
+from redis_maint.snapshot.aof_guard import aof_rewrite_paused
+from redis_maint.snapshot.aof_manifest import live_files, parse_aof_manifest, split_args
+from redis_maint.snapshot.aof_note import read_note
+from redis_maint.snapshot.bgsave import bgsave_and_wait
+from redis_maint.snapshot.take import take_snapshot
 from tests.backup_helpers import fill_sessions
 from tests.services import wait_for
 

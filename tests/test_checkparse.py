@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from redis_maint.checkparse import AOF_TOOL, RDB_TOOL, Verdict, failed, parse, tail
+from redis_maint.checks.verdicts import AOF_TOOL, RDB_TOOL, Verdict, failed, parse, tail
 
 OUTPUTS = Path(__file__).parent / "data" / "check-output"
 MANIFEST = "appendonlydir/appendonly.aof.manifest"

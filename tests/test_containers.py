@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from config.schema import DockerSettings
-from redis_maint.checkparse import Verdict
-from redis_maint.containers import (
+from redis_maint.checks.containers import (
     LABEL_EXPIRES,
     LABEL_MANAGED,
     LABEL_RUN,
@@ -20,8 +19,9 @@ from redis_maint.containers import (
     MountPlan,
     plan_mount,
 )
+from redis_maint.checks.integrity import Target, hand_over, split_sections, verdicts
+from redis_maint.checks.verdicts import Verdict
 from redis_maint.errors import ContainerError, JobCancelledError
-from redis_maint.integrity import Target, hand_over, split_sections, verdicts
 
 pytest_plugins = ("tests.docker_fixtures",)
 

@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 from freezegun import freeze_time
 
 from config import load_settings
-from redis_maint.daemon import Daemon
-from redis_maint.history import HistoryStore, RunStatus
+from redis_maint.history.runs import HistoryStore, RunStatus
+from redis_maint.run.daemon import Daemon
 from redis_maint.timeutil import utcnow
 from tests.conftest import ROOT
 from tests.services import wait_for
@@ -218,7 +218,7 @@ def test_sigterm_lets_a_run_that_finishes_within_the_drain_grace_succeed(redis_s
 
 def test_sigterm_during_start_up_exits_cleanly(tmp_path):
     """Start-up can wait on Redis (the AOF-guard check); a SIGTERM then must not kill the daemon."""
-    from redis_maint.aof_note import Note, write_note
+    from redis_maint.snapshot.aof_note import Note, write_note
 
     mute = socket.socket()  # accepts connections, never answers: a hung Redis
     mute.bind(("127.0.0.1", 0))

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from redis_maint import db, db_errors
 from redis_maint.errors import HistoryError
-from redis_maint.history import HistoryStore, RunStatus
+from redis_maint.history import db, db_errors
+from redis_maint.history.runs import HistoryStore, RunStatus
 from tests.conftest import ROOT
 
 SQL_MARKERS = ("SELECT", "INSERT", "UPDATE", "PRAGMA", "CREATE TABLE", "[SQL", "[parameters")
@@ -149,7 +149,7 @@ def test_a_missing_database_driver_is_a_clean_error_not_a_traceback(cli, monkeyp
 AS_NOBODY = """
 import os, sys, sqlite3.dbapi2, csv, json
 import sqlalchemy.dialects.sqlite.pysqlite
-import config, redis_maint.cli.history_cmd, redis_maint.db_errors
+import config, redis_maint.cli.history_cmd, redis_maint.history.db_errors
 from redis_maint.cli import cli
 config.load_settings()  # import what settings need while the interpreter's files are readable
 os.setgroups([]); os.setgid(%(uid)d); os.setuid(%(uid)d)

@@ -19,8 +19,8 @@ from datetime import timedelta
 
 import pytest
 
-from redis_maint.http_endpoint import HttpEndpoint, _handler
-from redis_maint.http_server import PooledHTTPServer
+from redis_maint.observe.http_endpoint import HttpEndpoint, _handler
+from redis_maint.observe.http_server import PooledHTTPServer
 from tests.conftest import ROOT
 from tests.services import free_port, in_ci, wait_for
 from tests.test_metrics import scrape_text

@@ -56,10 +56,10 @@ def test_a_parameter_the_job_does_not_take_is_a_usage_error(redis_server, cli):
 
 
 def test_bad_parameters_never_take_the_lease_or_fire_a_failure(redis_server, settings):
-    from redis_maint import runner
     from redis_maint.errors import UsageError
-    from redis_maint.history import HistoryStore
-    from redis_maint.locks import active_holder
+    from redis_maint.history.leases import active_holder
+    from redis_maint.history.runs import HistoryStore
+    from redis_maint.run import runner
 
     s = settings()
     store = HistoryStore(s.history_url)

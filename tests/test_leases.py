@@ -14,8 +14,9 @@ from sqlalchemy import select, update
 
 import jobs
 from config import load_settings
-from redis_maint import db, runner
-from redis_maint.history import HistoryStore, Run
+from redis_maint.history import db
+from redis_maint.history.runs import HistoryStore, Run
+from redis_maint.run import runner
 from redis_maint.timeutil import utcnow
 from tests.conftest import ROOT, json_out
 from tests.services import wait_for

@@ -8,8 +8,8 @@ from datetime import timedelta
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobs import REGISTRY
-from redis_maint.history import HistoryStore, RunStatus
-from redis_maint.metrics import Metrics
+from redis_maint.history.runs import HistoryStore, RunStatus
+from redis_maint.observe.metrics import Metrics
 from redis_maint.timeutil import utcnow
 
 
@@ -92,7 +92,7 @@ def test_observer_counts_swept_sessions_by_reason_and_durations():
 
 
 def test_backup_figures_come_from_the_catalog():
-    from redis_maint.catalog import BackupRecord, BackupStatus, Catalog
+    from redis_maint.history.catalog import BackupRecord, BackupStatus, Catalog
 
     store = _store()
     catalog = Catalog(store)

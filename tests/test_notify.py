@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 
 from config import load_settings
-from redis_maint import notify
-from redis_maint.history import HistoryStore, RunStatus
+from redis_maint.history.runs import HistoryStore, RunStatus
+from redis_maint.observe import notify
 from tests.webhook import WebhookServer
 
 SECRET = "hunter2-do-not-leak"
@@ -109,7 +109,7 @@ def test_a_client_error_is_not_retried(redis_server, hook):
 
 
 def _complete_backup(store: HistoryStore, age: timedelta, backup_id: str = "b1") -> None:
-    from redis_maint.catalog import BackupRecord, BackupStatus, Catalog
+    from redis_maint.history.catalog import BackupRecord, BackupStatus, Catalog
     from redis_maint.timeutil import utcnow
 
     catalog = Catalog(store)

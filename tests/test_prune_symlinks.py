@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from redis_maint.catalog import Catalog
-from redis_maint.history import HistoryStore
-from redis_maint.prune import prune
-from redis_maint.retention import Policy
+from redis_maint.backup.prune import prune
+from redis_maint.backup.retention import Policy
+from redis_maint.history.catalog import Catalog
+from redis_maint.history.runs import HistoryStore
 from redis_maint.storage import open_target
 from tests.backup_helpers import fill_sessions
 from tests.conftest import json_out
@@ -67,7 +67,7 @@ def test_a_backup_directory_linked_to_a_live_redis_data_dir_survives_prune(env, 
     replace_with_link(root / location, redis_server.dir)
 
     assert run_prune(catalog, target, dry_run=True)["prune_refused"][0]["id"] == linked
-    with caplog.at_level(logging.WARNING, logger="redis_maint.prune"):
+    with caplog.at_level(logging.WARNING, logger="redis_maint.backup.prune"):
         summary = run_prune(catalog, target)
 
     assert tree(redis_server.dir, skip=("redis.log",)) == data_before

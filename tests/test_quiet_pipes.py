@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from redis_maint import db
-from redis_maint.history import HistoryStore, RunStatus
+from redis_maint.history import db
+from redis_maint.history.runs import HistoryStore, RunStatus
 from redis_maint.timeutil import utcnow
 from tests.conftest import ROOT
 

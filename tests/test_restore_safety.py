@@ -16,8 +16,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from redis_maint.live_redis import check_dir
-from redis_maint.restore import _swap_in
+from redis_maint.backup.live_redis import check_dir
+from redis_maint.backup.restore import _swap_in
 from tests.backup_helpers import BUCKET, digest, fill_sessions, fill_types, start_on
 from tests.conftest import json_out
 from tests.services import free_port

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from freezegun import freeze_time
 
-from redis_maint.retention import Candidate, Policy, StoredBackup, group_listing, incomplete, plan
+from redis_maint.backup.retention import Candidate, Policy, StoredBackup, group_listing, incomplete, plan
 from redis_maint.storage.base import ObjectInfo
 from redis_maint.timeutil import utcnow
 

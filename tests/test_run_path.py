@@ -11,7 +11,7 @@ import threading
 import time
 
 import jobs
-from redis_maint.history import HistoryStore
+from redis_maint.history.runs import HistoryStore
 from tests.conftest import ROOT, json_out
 from tests.services import wait_for
 

@@ -12,8 +12,8 @@ import pytest
 
 from config import load_settings
 from jobs import REGISTRY
-from redis_maint.history import HistoryStore
-from redis_maint.metrics import Metrics
+from redis_maint.history.runs import HistoryStore
+from redis_maint.observe.metrics import Metrics
 from redis_maint.redact import redact, redact_endpoint, redact_url
 from tests.services import RedisServer, free_port
 from tests.webhook import WebhookServer

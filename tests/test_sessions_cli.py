@@ -217,8 +217,8 @@ def test_older_than_rejects_a_bad_duration(redis_server, cli):
 def test_sweep_refuses_to_overlap_a_running_sweep(redis_server, cli_process):
     put(redis_server.client(), "session:x", session(server_now_ms(redis_server.client()) - 1 * DAY_MS))
     from config import load_settings
-    from redis_maint.history import HistoryStore
-    from redis_maint.locks import Lease
+    from redis_maint.history.leases import Lease
+    from redis_maint.history.runs import HistoryStore
 
     settings = load_settings()
     lease = Lease.acquire(HistoryStore(settings.history_url), "session-sweep", settings.lock.lease_ttl)

@@ -112,8 +112,8 @@ def test_a_dry_run_below_max_age_needs_no_yes(redis_server, cli):
 
 def test_a_scheduled_sweep_under_memory_pressure_needs_no_yes(redis_factory, settings, monkeypatch):
     """The daemon's path is unchanged: pressure_max_age (12h) < max_age still sweeps on its own."""
-    from redis_maint import runner
-    from redis_maint.history import Trigger
+    from redis_maint.history.runs import Trigger
+    from redis_maint.run import runner
 
     server = redis_factory(args={"maxmemory-policy": "noeviction"})
     monkeypatch.setenv("REDIS_MAINT_REDIS_URL", server.url)

@@ -104,7 +104,7 @@ class App:
         return self._settings
 
     def store(self):
-        from redis_maint.history import HistoryStore
+        from redis_maint.history.runs import HistoryStore
 
         return HistoryStore(self.settings().history_url)
 

@@ -24,7 +24,7 @@ def backups() -> None:
 @pass_app
 def list_(app: App, instance: str | None, status: str | None, limit: int, as_json: bool) -> None:
     """Backups from the catalog, newest first (pruned and failed ones too)."""
-    from redis_maint.catalog import Catalog
+    from redis_maint.history.catalog import Catalog
 
     rows = [r.to_json() for r in Catalog(app.store()).list(instance=instance, status=status, limit=limit)]
     if as_json:
@@ -60,7 +60,7 @@ def show(app: App, backup_id: str, as_json: bool) -> None:
     _settings, located, target = _open(app, backup_id)
     record = located.record
     try:
-        from redis_maint.backups import read_manifest
+        from redis_maint.backup.stored import read_manifest
 
         manifest, manifest_error = read_manifest(target, located.location), None
     except MaintenanceError as exc:
@@ -98,8 +98,8 @@ def verify(app: App, backup_id: str, as_json: bool, deep: bool) -> None:
     Exit 0 when every file matches (and, with --deep, every check is ok and Redis loads it),
     1 otherwise.
     """
-    from redis_maint.backups import verify as verify_backup
-    from redis_maint.catalog import Catalog
+    from redis_maint.backup.stored import verify as verify_backup
+    from redis_maint.history.catalog import Catalog
 
     settings, located, target = _open(app, backup_id, refuse_pruned=True)
     record = located.record
@@ -110,7 +110,7 @@ def verify(app: App, backup_id: str, as_json: bool, deep: bool) -> None:
         if deep:
             import os
 
-            from redis_maint.deep_verify import add_deep
+            from redis_maint.checks.restore_drill import add_deep
 
             result = add_deep(settings, target, located.location, result, run_id=f"cli-{os.getpid()}")
     finally:
@@ -123,7 +123,7 @@ def verify(app: App, backup_id: str, as_json: bool, deep: bool) -> None:
         for f in result["files"]:
             click.echo(f"{f['verdict']:8} {f['path']} ({f['size']} bytes)")
         if deep:
-            from redis_maint.deep_verify import describe
+            from redis_maint.checks.restore_drill import describe
 
             for line in describe(result):
                 click.echo(line)
@@ -158,8 +158,8 @@ def restore(app: App, backup_id: str, directory: Path, force: bool, as_json: boo
     REDIS_MAINT_DATA_DIR) or any local redis-server working there. Stop it first; start it
     again with the same appendonly setting. A failed restore leaves DIR as it was.
     """
-    from redis_maint.live_redis import check_dir
-    from redis_maint.restore import restore as restore_backup
+    from redis_maint.backup.live_redis import check_dir
+    from redis_maint.backup.restore import restore as restore_backup
 
     settings, located, target = _open(app, backup_id, refuse_pruned=True)
 
@@ -189,9 +189,9 @@ def restore(app: App, backup_id: str, directory: Path, force: bool, as_json: boo
 
 def _open(app: App, backup_id: str, refuse_pruned: bool = False):
     from jobs.backup import open_backup_target
-    from redis_maint.backups import locate
-    from redis_maint.catalog import BackupStatus, Catalog
+    from redis_maint.backup.stored import locate
     from redis_maint.errors import UsageError
+    from redis_maint.history.catalog import BackupStatus, Catalog
 
     settings = app.settings()
     configured = open_backup_target(settings)
@@ -298,9 +298,9 @@ def unkeep(app: App, backup_id: str, reason: str | None, as_json: bool, requeste
 
 
 def _keep_or_unkeep(app: App, backup_id: str, reason, as_json: bool, requested_by, *, keep: bool) -> None:
-    from redis_maint import runner
-    from redis_maint.catalog import Catalog
-    from redis_maint.history import RunStatus, Trigger
+    from redis_maint.history.catalog import Catalog
+    from redis_maint.history.runs import RunStatus, Trigger
+    from redis_maint.run import runner
 
     who = requested_by or runner.default_requester()
     store = app.store()

@@ -15,8 +15,8 @@ def doctor(app: App, as_json: bool) -> None:
     Exit 0 when every check that ran passed, 1 if any failed, 2 when the settings are invalid.
     """
     from config.loader import config_source
-    from redis_maint.doctor import CheckResult, run_checks
     from redis_maint.errors import ConfigError
+    from redis_maint.observe.doctor import CheckResult, run_checks
 
     source = config_source(app.config_path)
     try:

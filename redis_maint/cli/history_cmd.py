@@ -54,7 +54,7 @@ def history(app: App, job, status, since, limit, as_json, as_csv) -> None:
 def _write_csv(runs: list[dict]) -> None:
     import json
 
-    from redis_maint.history import RUN_FIELDS
+    from redis_maint.history.runs import RUN_FIELDS
 
     # The run row's own keys, with the bulky summary last.
     fields = [k for k in RUN_FIELDS if k != "summary"] + ["summary"]

@@ -8,8 +8,8 @@ from redis_maint.cli.output import describe_run, emit_json, progress_for
 
 def run_and_report(app: App, job: str, as_json: bool, **kwargs) -> None:
     """Run a job through the one run path, print the row, exit with the run's code."""
-    from redis_maint import runner
-    from redis_maint.history import Trigger
+    from redis_maint.history.runs import Trigger
+    from redis_maint.run import runner
 
     requested_by = kwargs.pop("requested_by", None) or runner.default_requester()
     run = runner.execute(

@@ -172,8 +172,8 @@ def _confirm_or_refuse(app: App, params: Any, as_json: bool, requested_by: str |
 
 def _run_delete(app: App, params: Any, dry_run: bool, as_json: bool, requested_by: str | None) -> None:
     """run_and_report, plus a plain word on stderr when the target matched no session."""
-    from redis_maint import runner
-    from redis_maint.history import Trigger
+    from redis_maint.history.runs import Trigger
+    from redis_maint.run import runner
 
     run = runner.execute(
         app.settings(),

@@ -47,7 +47,7 @@ def check_data_dir(settings: Any) -> str:
 
 
 def check_history(settings: Any) -> str:
-    from redis_maint.history import HistoryStore
+    from redis_maint.history.runs import HistoryStore
 
     store = HistoryStore(settings.history_url)
     store.check_writable()
@@ -57,7 +57,7 @@ def check_history(settings: Any) -> str:
 def check_docker(settings: Any) -> str:
     """The engine that runs the integrity checks answers, and the check image is there; only
     when an enabled job will start containers (a sidecar without the Docker socket is fine)."""
-    from redis_maint.containers import engine_status
+    from redis_maint.checks.containers import engine_status
 
     verdicts = docker_verdicts(settings)
     users = [why for needed, why in verdicts if needed]

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from redis_maint import runner
-from redis_maint.history import HistoryStore
+from redis_maint.history.runs import HistoryStore
 from redis_maint.redact import redact
+from redis_maint.run import runner
 from redis_maint.timeutil import isoformat, utcnow
 
 # A due time this far in the past means the scheduler's loop is no longer dispatching.

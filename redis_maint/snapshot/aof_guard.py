@@ -5,7 +5,7 @@ scheduled, and restore the old value in `finally` (failures and SIGTERM included
 turns SIGTERM into a checkpoint error). Three things make it survive more than one user:
 - in one process, nested or concurrent guards on the same Redis share one saved value
   and only the last one out restores it;
-- a note file (redis_maint.aof_note) keeps the original value and every guard that holds
+- a note file (redis_maint.snapshot.aof_note) keeps the original value and every guard that holds
   the pause (job, run, host, pid, since), so guards in several processes share it too and
   the last live one restores it;
 - a run killed with SIGKILL (no `finally`) leaves the note behind: the next guard, or the
@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from redis_maint.aof_note import Note, Owner, live_owners, locked, owner_alive, read_note, write_note
-from redis_maint.bgsave import client_label, persistence, redis_call
 from redis_maint.errors import JobTimeoutError, SnapshotError
+from redis_maint.snapshot.aof_note import Note, Owner, live_owners, locked, owner_alive, read_note, write_note
+from redis_maint.snapshot.bgsave import client_label, persistence, redis_call
 from redis_maint.timeutil import isoformat
 
 if TYPE_CHECKING:
-    from redis_maint.history import HistoryStore
+    from redis_maint.history.runs import HistoryStore
 
-log = logging.getLogger("redis_maint.aof_guard")
+log = logging.getLogger("redis_maint.snapshot.aof_guard")
 
 PARAM = "auto-aof-rewrite-percentage"
 _lock = threading.Lock()

@@ -19,7 +19,7 @@ import redis
 from redis_maint.errors import JobTimeoutError, SnapshotError
 from redis_maint.redis_conn import call
 
-log = logging.getLogger("redis_maint.bgsave")
+log = logging.getLogger("redis_maint.snapshot.bgsave")
 
 T = TypeVar("T")
 POLL_MIN_S = 0.05

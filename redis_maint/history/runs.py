@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from redis_maint import db, db_errors
+from redis_maint.history import db, db_errors
 from redis_maint.redact import redact, redact_url
 from redis_maint.timeutil import isoformat, utcnow
 

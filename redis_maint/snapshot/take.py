@@ -3,7 +3,7 @@
 `take_snapshot` runs BGSAVE and waits for it, pauses automatic AOF rewrites, then copies
 dump.rdb and the AOF set (Redis 7 manifest + the files it names, or a legacy single
 appendonly.aof) into a staging dir, hashing each file while it is read once
-(redis_maint.datafiles). Nothing here is specific to one job.
+(redis_maint.snapshot.datafiles). Nothing here is specific to one job.
 """
 
 from __future__ import annotations
@@ -19,35 +19,19 @@ from typing import Any
 
 import redis
 
-from redis_maint.aof_guard import aof_rewrite_paused
-from redis_maint.aof_manifest import AofEntry, live_files, parse_aof_manifest
-from redis_maint.bgsave import bgsave_and_wait, redis_call
-from redis_maint.datafiles import (
-    Layout,
+from redis_maint.errors import SnapshotError
+from redis_maint.snapshot.aof_guard import aof_rewrite_paused
+from redis_maint.snapshot.aof_manifest import live_files, parse_aof_manifest
+from redis_maint.snapshot.bgsave import bgsave_and_wait, redis_call
+from redis_maint.snapshot.datafiles import (
     SnapshotFile,
     check_data_dir,
     copy_consistent,
     decode,
     discover_layout,
 )
-from redis_maint.errors import SnapshotError
 
-log = logging.getLogger("redis_maint.snapshot")
-
-__all__ = [
-    "AofEntry",
-    "Layout",
-    "Snapshot",
-    "SnapshotError",
-    "SnapshotFile",
-    "aof_rewrite_paused",
-    "bgsave_and_wait",
-    "discover_layout",
-    "parse_aof_manifest",
-    "planned_files",
-    "server_facts",
-    "take_snapshot",
-]
+log = logging.getLogger("redis_maint.snapshot.take")
 
 
 @dataclass

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from redis_maint.history import HistoryStore, Run, RunStatus
-from redis_maint.outcomes import is_real, previous_outcomes
+from redis_maint.history.outcomes import is_real, previous_outcomes
+from redis_maint.history.runs import HistoryStore, Run, RunStatus
 from redis_maint.redact import redact
 from redis_maint.timeutil import isoformat
 
-log = logging.getLogger("redis_maint.notify")
+log = logging.getLogger("redis_maint.observe.notify")
 
 HEALTH_JOB = "health"
 BACKUP_JOB = "backup"

@@ -1,7 +1,7 @@
 """Deep verification of a stored backup: a restore drill no operator has to remember.
 
 1. download every file into a disposable directory, checking each sha256 against the manifest
-   (redis_maint.backups.download_verified: the same layout a restore uses);
+   (redis_maint.backup.stored.download_verified: the same layout a restore uses);
 2. redis-check-aof and redis-check-rdb on that copy, in one throwaway container (integrity);
 3. a throwaway `redis-server` container started on the copy (no network: it listens on a unix
    socket in its tmpfs and is queried with `docker exec redis-cli`), reporting how many keys
@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from redis_maint import backups, integrity
-from redis_maint.containers import ContainerSpec, Engine, plan_mount
+from redis_maint.backup import stored
+from redis_maint.checks import integrity
+from redis_maint.checks.containers import ContainerSpec, Engine, plan_mount
 from redis_maint.errors import ContainerError, IntegrityError, JobCancelledError, JobTimeoutError
-from redis_maint.interrupts import signals_cancel
+from redis_maint.run.interrupts import signals_cancel
 from redis_maint.storage import Target
 
 SOCKET = "/tmp/redis.sock"
@@ -59,7 +60,7 @@ def deep_verify(settings: Any, target: Target, location: str, opts: DrillOptions
     try:
         t0 = time.monotonic()
         try:
-            manifest = backups.download_verified(target, location, work, opts.checkpoint)
+            manifest = stored.download_verified(target, location, work, opts.checkpoint)
         except IntegrityError as exc:
             result["problems"].append(str(exc))
             return result
@@ -199,7 +200,7 @@ def add_deep(
     cancel: threading.Event | None = None,
     checkpoint: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Extend a `backups.verify` result with the drill (skipped when a sha256 already failed)."""
+    """Extend a `stored.verify` result with the drill (skipped when a sha256 already failed)."""
     if not result["ok"]:
         result["deep"] = {"ok": False, "skipped": "the stored files failed their sha256 check"}
         return result

@@ -18,10 +18,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from redis_maint import db
-from redis_maint.db_errors import explain, history_error
 from redis_maint.errors import LockHeldError
-from redis_maint.history import HistoryStore
+from redis_maint.history import db
+from redis_maint.history.db_errors import explain, history_error
+from redis_maint.history.runs import HistoryStore
 from redis_maint.timeutil import isoformat, utcnow
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,6 @@ from typing import Any
 
 from jobs import get_job
 from jobs.base import JobContext, Params, Progress
-from redis_maint import notify
-from redis_maint.current_run import RunRef, current_run
 from redis_maint.errors import (
     EXIT_FAILED,
     EXIT_LOCKED,
@@ -24,12 +22,14 @@ from redis_maint.errors import (
     LockHeldError,
     MaintenanceError,
 )
-from redis_maint.history import HistoryStore, Run, RunStatus
-from redis_maint.interrupts import signals_cancel
-from redis_maint.locks import Lease, active_holder
+from redis_maint.history.leases import Lease, active_holder
+from redis_maint.history.runs import HistoryStore, Run, RunStatus
+from redis_maint.observe import notify
 from redis_maint.redact import redact
+from redis_maint.run.current_run import RunRef, current_run
+from redis_maint.run.interrupts import signals_cancel
 
-log = logging.getLogger("redis_maint.runner")
+log = logging.getLogger("redis_maint.run.runner")
 
 RunObserver = Callable[[Run], None]
 _observers: list[RunObserver] = []

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis_maint.history import HistoryStore
+from redis_maint.history.runs import HistoryStore
 
 # Complete backups to look through for the newest good verification.
 VERIFY_LOOKBACK = 100
@@ -22,7 +22,7 @@ class BackupFacts:
 
 
 def newest(store: HistoryStore, instance: str) -> BackupFacts:
-    from redis_maint.catalog import BackupStatus, Catalog
+    from redis_maint.history.catalog import BackupStatus, Catalog
 
     complete = Catalog(store).list(instance=instance, status=BackupStatus.COMPLETE, limit=VERIFY_LOOKBACK)
     if not complete:

@@ -16,12 +16,12 @@ from datetime import datetime
 from typing import Any
 
 from jobs import REGISTRY
-from redis_maint import runner
-from redis_maint.history import HistoryStore, RunStatus, Trigger
+from redis_maint.history.runs import HistoryStore, RunStatus, Trigger
 from redis_maint.redact import redact
+from redis_maint.run import runner
 from redis_maint.timeutil import utcnow
 
-log = logging.getLogger("redis_maint.daemon")
+log = logging.getLogger("redis_maint.run.daemon")
 
 MISFIRE_GRACE_S = 3600
 # Not a job: the daemon's own check for AOF rewrites left paused by a dead run (its history rows).
@@ -153,8 +153,8 @@ class Daemon:
             return None
 
     def _restore_from(self, note):
-        from redis_maint.aof_guard import restore_if_orphaned
         from redis_maint.redis_conn import connect
+        from redis_maint.snapshot.aof_guard import restore_if_orphaned
 
         client = connect(self.settings.redis_url, self.settings.redis_timeout)
         try:
@@ -215,9 +215,9 @@ class Daemon:
 
     def start_observability(self) -> None:
         """Metrics from every run, and /healthz + /metrics when http.port is not 0."""
-        from redis_maint import liveness
-        from redis_maint.http_endpoint import HttpEndpoint
-        from redis_maint.metrics import Metrics
+        from redis_maint.observe import liveness
+        from redis_maint.observe.http_endpoint import HttpEndpoint
+        from redis_maint.observe.metrics import Metrics
 
         metrics = Metrics(self.store, list(REGISTRY), self.settings.instance)
         runner.add_observer(metrics.observe)

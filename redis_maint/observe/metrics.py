@@ -18,12 +18,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from redis_maint import backup_facts
-from redis_maint.db_errors import explain
-from redis_maint.history import HistoryStore, Run, RunStatus
-from redis_maint.outcomes import last_outcome, last_real
+from redis_maint.history import backup_facts
+from redis_maint.history.db_errors import explain
+from redis_maint.history.outcomes import last_outcome, last_real
+from redis_maint.history.runs import HistoryStore, Run, RunStatus
 
-log = logging.getLogger("redis_maint.metrics")
+log = logging.getLogger("redis_maint.observe.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
@@ -110,7 +110,7 @@ class HistoryCollector(Collector):
         yield from backup_families(backup_facts.newest(self.store, self.instance))
 
     def _job_families(self) -> Iterator[Metric]:
-        from redis_maint.locks import active_holder
+        from redis_maint.history.leases import active_holder
 
         runs = CounterMetricFamily(
             "redis_maint_job_runs", "Runs recorded in history, by job and status", labels=["job", "status"]

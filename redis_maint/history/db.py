@@ -32,8 +32,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 
-from redis_maint.db_errors import history_error
 from redis_maint.errors import HistoryError
+from redis_maint.history.db_errors import history_error
 from redis_maint.redact import redact_url
 from redis_maint.timeutil import as_utc
 

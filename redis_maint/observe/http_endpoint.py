@@ -1,6 +1,6 @@
 """The daemon's HTTP endpoint: /healthz and /metrics, nothing else.
 
-Two read-only routes need no framework. The server is redis_maint.http_server: a backlog of
+Two read-only routes need no framework. The server is redis_maint.observe.http_server: a backlog of
 128, a fixed pool of workers and a per-connection timeout, so a burst of probes is answered at
 once and idle or half-sent connections cannot starve /healthz or pile up threads.
 """
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from redis_maint.errors import MaintenanceError
-from redis_maint.http_server import BACKLOG, TIMEOUT, WORKERS, BufferedHandler, PooledHTTPServer
+from redis_maint.observe.http_server import BACKLOG, TIMEOUT, WORKERS, BufferedHandler, PooledHTTPServer
 
 log = logging.getLogger("redis_maint.http")
 

@@ -19,12 +19,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from redis_maint.current_run import current_run
-from redis_maint.locks import PROCESS_TOKEN, active_holder, live_holders, pid_alive
+from redis_maint.history.leases import PROCESS_TOKEN, active_holder, live_holders, pid_alive
+from redis_maint.run.current_run import current_run
 from redis_maint.timeutil import as_utc, isoformat, utcnow
 
 if TYPE_CHECKING:
-    from redis_maint.history import HistoryStore
+    from redis_maint.history.runs import HistoryStore
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from config.schema import DockerSettings
 
-log = logging.getLogger("redis_maint.containers")
+log = logging.getLogger("redis_maint.checks.containers")
 
 LABEL_MANAGED = "redis-maint.managed"
 LABEL_RUN = "redis-maint.run-id"

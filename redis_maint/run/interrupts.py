@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-log = logging.getLogger("redis_maint.interrupts")
+log = logging.getLogger("redis_maint.run.interrupts")
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from redis_maint import db
-from redis_maint.db_errors import history_error
 from redis_maint.errors import UsageError
-from redis_maint.history import HistoryStore
+from redis_maint.history import db
+from redis_maint.history.db_errors import history_error
+from redis_maint.history.runs import HistoryStore
 from redis_maint.redact import redact
 from redis_maint.timeutil import isoformat, utcnow
 

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from redis_maint.checkparse import AOF_TOOL, RDB_TOOL, CheckResult, Verdict, failed, parse
-from redis_maint.containers import ContainerSpec, Engine, Finished, plan_mount
+from redis_maint.checks.containers import ContainerSpec, Engine, Finished, plan_mount
+from redis_maint.checks.verdicts import AOF_TOOL, RDB_TOOL, CheckResult, Verdict, failed, parse
 from redis_maint.errors import IntegrityError
 
 if TYPE_CHECKING:
     from jobs.base import JobContext
-    from redis_maint.snapshot import Snapshot
+    from redis_maint.snapshot.take import Snapshot
 
 MARK = "@@redis-maint-check@@"
 CHUNK = 1 << 20

@@ -11,11 +11,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from redis_maint.backups import MANIFEST, encode_manifest
+from redis_maint.backup.stored import MANIFEST, encode_manifest
 from redis_maint.redact import redact
 from redis_maint.storage import Target, join
 
-log = logging.getLogger("redis_maint.upload")
+log = logging.getLogger("redis_maint.backup.upload")
 
 
 def upload_backup(

@@ -24,11 +24,11 @@ from typing import Any
 
 import redis
 
-from redis_maint.aof_manifest import live_files, parse_aof_manifest
-from redis_maint.bgsave import redis_call
 from redis_maint.errors import IntegrityError, SnapshotError
+from redis_maint.snapshot.aof_manifest import live_files, parse_aof_manifest
+from redis_maint.snapshot.bgsave import redis_call
 
-log = logging.getLogger("redis_maint.datafiles")
+log = logging.getLogger("redis_maint.snapshot.datafiles")
 
 CHUNK = 1 << 20
 COPY_ATTEMPTS = 3

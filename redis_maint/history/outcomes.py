@@ -6,7 +6,7 @@ interrupted runs, and rehearsals, say nothing about the state of what a job main
 
 from __future__ import annotations
 
-from redis_maint.history import HistoryStore, Run, RunStatus
+from redis_maint.history.runs import HistoryStore, Run, RunStatus
 
 OUTCOMES = (RunStatus.SUCCEEDED, RunStatus.FAILED)
 # Rows to look through for a real one: dry runs and skips can sit in between.

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from redis_maint import backups
+from redis_maint.backup import stored
+from redis_maint.backup.live_redis import DirCheck
 from redis_maint.errors import UsageError
-from redis_maint.live_redis import DirCheck
 from redis_maint.storage import Target
 from redis_maint.timeutil import utcnow
 
@@ -34,11 +34,11 @@ def restore(
     *,
     force: bool,
     probe: Probe,
-    checkpoint: backups.Checkpoint | None = None,
+    checkpoint: stored.Checkpoint | None = None,
 ) -> dict[str, Any]:
     """Download, verify, then lay the files out in `directory`; refuses a directory a Redis runs on."""
     directory = Path(os.path.abspath(directory))
-    manifest = backups.read_manifest(target, location)
+    manifest = stored.read_manifest(target, location)
     live = probe(directory)
     if live.live:
         raise UsageError(refusal(directory, live, manifest))
@@ -72,7 +72,7 @@ def _entries(directory: Path) -> list[str]:
     try:
         return sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
     except OSError as exc:
-        raise backups.local_write_error(exc, directory) from None
+        raise stored.local_write_error(exc, directory) from None
 
 
 def _make_dirs(directory: Path) -> list[Path]:
@@ -87,7 +87,7 @@ def _make_dirs(directory: Path) -> list[Path]:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         _remove_dirs(missing)
-        raise backups.local_write_error(exc, directory) from None
+        raise stored.local_write_error(exc, directory) from None
     return missing
 
 
@@ -101,13 +101,13 @@ def _remove_dirs(created: list[Path]) -> None:
 
 def _lay_out(target: Target, location: str, manifest: dict, directory: Path, checkpoint) -> str | None:
     staged = directory / f"{STAGING_MARK}{secrets.token_hex(4)}"
-    backups.download_files(target, location, manifest, staged, checkpoint)
+    stored.download_files(target, location, manifest, staged, checkpoint)
     try:
         moved = _swap_in(directory, staged, manifest)
         _fsync_dir(directory)
         return moved
     except OSError as exc:
-        raise backups.local_write_error(exc, directory) from None
+        raise stored.local_write_error(exc, directory) from None
     finally:
         shutil.rmtree(staged, ignore_errors=True)
 

@@ -20,14 +20,14 @@ from contextlib import suppress
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from redis_maint.backups import MANIFEST, read_manifest
-from redis_maint.catalog import BackupRecord, BackupStatus, Catalog
+from redis_maint.backup.retention import Candidate, Policy, group_listing, incomplete, plan
+from redis_maint.backup.stored import MANIFEST, read_manifest
 from redis_maint.errors import IntegrityError
-from redis_maint.retention import Candidate, Policy, group_listing, incomplete, plan
+from redis_maint.history.catalog import BackupRecord, BackupStatus, Catalog
 from redis_maint.storage import ObjectNotFound, Target, join
 from redis_maint.storage.nofollow import LinkRefused
 
-log = logging.getLogger("redis_maint.prune")
+log = logging.getLogger("redis_maint.backup.prune")
 
 
 def prune(

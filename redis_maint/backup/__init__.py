@@ -1,0 +1,1 @@
+"""Stored backups: ids and manifests, upload, retention and prune, restore."""

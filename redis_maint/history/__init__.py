@@ -1,0 +1,1 @@
+"""The history store: the database, runs, leases, the backup catalog, and queries over them."""

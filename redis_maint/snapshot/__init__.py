@@ -1,0 +1,1 @@
+"""Consistent copies of a live Redis's data files: BGSAVE, the AOF-rewrite guard, the AOF manifest."""
