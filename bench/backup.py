@@ -1,6 +1,6 @@
 """Benchmark of the backup job: peak RSS and upload throughput against a bare boto3 upload_file.
 
-    .venv/bin/python bench/backup.py                 # 1 GiB dump.rdb (the issue's figure)
+    .venv/bin/python bench/backup.py                 # 1 GiB dump.rdb
     .venv/bin/python bench/backup.py --size-mib 256  # quicker
 
 It starts a real redis-server with an (uncompressed) dataset of the requested size, a moto S3
@@ -8,7 +8,7 @@ server, then runs `redis-maint run backup` in a subprocess (BGSAVE, snapshot, up
 SHA256 part checksums, catalog, retention) and reads that process's peak RSS from wait4().
 The same dump.rdb is then uploaded with a bare `boto3 upload_file` in a subprocess of its own,
 to the same endpoint, with boto3's defaults and again with ChecksumAlgorithm=SHA256.
-Goals (issue 3): peak RSS < 150 MB; our upload >= 0.9x the bare one.
+Goals: peak RSS < 150 MB; our upload >= 0.9x the bare one.
 
 Both sides are timed alike: ours is the job's upload phase (durations_s.upload: the files and the
 manifest, after the job has created its S3 client and checked the bucket); the bare process
@@ -186,7 +186,7 @@ def run_job(server: RedisServer, work: Path, env: dict[str, str], *, bgsave: boo
         "REDIS_MAINT_REDIS_URL": server.url,
         "REDIS_MAINT_DATA_DIR": str(server.dir),
         "REDIS_MAINT_HISTORY_URL": f"sqlite:///{work}/history.db",
-        "REDIS_MAINT_BACKUP_TARGET": f"s3://{BUCKET}/ours",
+        "REDIS_MAINT_TARGET__URI": f"s3://{BUCKET}/ours",
         "REDIS_MAINT_JOBS__BACKUP__VERIFY_BEFORE_UPLOAD": "false",
         "REDIS_MAINT_JOBS__BACKUP__STAGING_DIR": str(work / "staging"),
         "REDIS_MAINT_JOBS__BACKUP__BGSAVE_TIMEOUT": "30m",

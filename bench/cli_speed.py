@@ -73,7 +73,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REDIS_MAINT_")}
     env.update(
         REDIS_MAINT_HISTORY_URL=f"sqlite:///{tmp}/history.db",
-        REDIS_MAINT_BACKUP_TARGET=str(tmp / "backups"),
+        REDIS_MAINT_TARGET__URI=str(tmp / "backups"),
         REDIS_MAINT_STATE_DIR=str(tmp),
     )
     seed_history(env)

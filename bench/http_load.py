@@ -7,7 +7,7 @@ Two servers are measured in the same run, each in a process of its own serving t
 /healthz (liveness over a real SQLite history store and a running APScheduler) and /metrics:
 
 - `pooled`: redis_maint.observe.http_endpoint.HttpEndpoint as shipped (backlog 128, 8 workers, 10 s timeout);
-- `baseline`: the endpoint as it was before issue 10: the stdlib ThreadingHTTPServer with its
+- `baseline`: the endpoint as it was before this change: the stdlib ThreadingHTTPServer with its
   defaults (backlog 5, one thread per connection, no timeout), with the same handler.
 
 Phases, for each server:
@@ -18,7 +18,7 @@ Phases, for each server:
    `--probes` sequential GET /healthz (latency, failures) and the server's peak thread count
    (/proc/PID/task, sampled every 10 ms); then how many of them the server has closed once
    its timeout has passed.
-Goal (issue 10, item 14): every burst answered within 2 s; the idle connections neither block
+Goal: every burst answered within 2 s; the idle connections neither block
 /healthz nor grow the thread count past the pool.
 """
 

@@ -74,7 +74,7 @@ return {reply[1], #reply[2], stale, expired, repaired, unreadable}
 """
 )
 
-# The second reference (the issue's "server-side Lua batches over SCAN"): the client SCANs and
+# The second reference ("server-side Lua batches over SCAN", with the SCAN on the client): the client SCANs and
 # sends one call per chunk of the SCAN's keys, pipelined; Redis does the parsing.
 LUA_CLIENT_SCAN = (
     _JUDGE

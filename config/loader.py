@@ -22,9 +22,40 @@ SHIPPED_CONFIG = Path(__file__).with_name("redis-maint.toml")
 _NOT_SETTINGS = {CONFIG_ENV}
 
 
-def load_settings(config_path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None):
-    """Settings from `--config PATH`, else $REDIS_MAINT_CONFIG, else the shipped file; then env."""
-    from config.schema import Settings
+# Keys that moved, old path -> new path. The old name still works (with a warning in the log)
+# and meets the new one only as an error, so a setting is never silently taken from the wrong place.
+RENAMED: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("backup_target",): ("target", "uri"),
+    ("jobs", "backup", "s3"): ("target", "s3"),
+    ("notify", "backup_rpo"): ("jobs", "backup_age", "rpo"),
+    ("jobs", "backup_verify", "session_pattern"): ("sessions", "key_pattern"),
+    **{
+        ("jobs", "session_sweep", key): ("sessions", key)
+        for key in (
+            "key_pattern",
+            "created_field",
+            "organisation_field",
+            "scan_count",
+            "read_batch",
+            "act_batch",
+            "idle_cpu",
+            "unreadable_samples",
+        )
+    },
+}
+
+
+def load_settings(
+    config_path: str | os.PathLike | None = None,
+    environ: Mapping[str, str] | None = None,
+    jobs: Mapping[str, Any] | None = None,
+):
+    """Settings from `--config PATH`, else $REDIS_MAINT_CONFIG, else the shipped file; then env.
+
+    With `jobs` (the job registry) every [jobs.<job>] table is validated against that job's own
+    settings model too; without it those tables are kept as they are, unread.
+    """
+    from config.schema import Settings, with_jobs
 
     environ = os.environ if environ is None else environ
     data: dict[str, Any] = {}
@@ -34,12 +65,77 @@ def load_settings(config_path: str | os.PathLike | None = None, environ: Mapping
         _merge(data, sources, _read_toml(path, required), f"file {path}")
     for key, (value, origin) in _env_settings(environ).items():
         _merge(data, sources, _nest(key, value), origin)
+    renamed = _apply_renames(data, sources)
+    model = Settings if jobs is None else with_jobs(jobs)
     try:
-        settings = Settings.model_validate(data)
+        settings = model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError([_describe(err, sources) for err in exc.errors()]) from None
     secrets.register(settings)  # from now on redact() masks these values in any text
+    _warn_renamed(renamed)
     return settings
+
+
+def _apply_renames(data: dict[str, Any], sources: dict[tuple[str, ...], str]) -> list[str]:
+    """Move settings given under an old name to the new one; both at once is a config error."""
+    notes, clashes = [], []
+    for old, new in RENAMED.items():
+        value = _pop(data, old)
+        if value is _MISSING:
+            continue
+        origin, new_origin = sources.get(old, "default"), sources.get(new, "default")
+        if _get(data, new) is not _MISSING:
+            if _rank(origin) == _rank(new_origin):
+                clashes.append(
+                    f"{'.'.join(old)} (from {origin}) and {'.'.join(new)} (from {new_origin}) "
+                    f"are the same setting; keep only {'.'.join(new)}"
+                )
+                continue
+            if _rank(origin) < _rank(new_origin):
+                continue  # the new name comes from a stronger source (env over file): it wins
+        _put(data, new, value)
+        for path in [p for p in sources if p[: len(old)] == old]:
+            sources[new + path[len(old) :]] = sources.pop(path)
+        notes.append(f"{'.'.join(old)} (from {origin}) is now {'.'.join(new)}; rename it")
+    if clashes:
+        raise ConfigError(clashes)
+    return notes
+
+
+def _rank(origin: str) -> int:
+    """Sources, weakest first: defaults, the file, the environment."""
+    return 2 if origin.startswith("env ") else 1 if origin.startswith("file ") else 0
+
+
+def _warn_renamed(notes: list[str]) -> None:
+    import logging
+
+    for note in notes:
+        logging.getLogger("config").warning("deprecated setting name", extra={"setting": note})
+
+
+_MISSING = object()
+
+
+def _get(data: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for part in path:
+        if not isinstance(data, dict) or part not in data:
+            return _MISSING
+        data = data[part]
+    return data
+
+
+def _pop(data: dict[str, Any], path: tuple[str, ...]) -> Any:
+    parent = _get(data, path[:-1]) if len(path) > 1 else data
+    if not isinstance(parent, dict) or path[-1] not in parent:
+        return _MISSING
+    return parent.pop(path[-1])
+
+
+def _put(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for part in path[:-1]:
+        data = data.setdefault(part, {})
+    data[path[-1]] = value
 
 
 def config_source(

@@ -3,20 +3,30 @@
 Sources, weakest first: these defaults, a TOML file, then REDIS_MAINT_* environment
 variables (nested with `__`, e.g. REDIS_MAINT_JOBS__BACKUP__SCHEDULE). S3 credentials,
 region and endpoint are not settings: boto3 reads them from the standard AWS sources.
+
+This module knows no job. Each job brings its own settings model; `with_jobs(registry)` composes
+them under [jobs.<job>] when a command needs them, so a command that only reads the history
+never loads a job's module.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
+from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, create_model, field_validator, model_validator
+from pydantic import BaseModel, Field, create_model, field_validator, model_validator
 
 from config.secrets import CredentialUrl, EndpointUrl
 from config.types import Duration, PositiveDuration, Section
-from jobs import REGISTRY
+from redis_maint.errors import MaintenanceError
+
+if TYPE_CHECKING:
+    from redis_maint.storage import Target
+    from redis_maint.storage.s3 import S3Options
 
 
 class HttpSettings(Section):
@@ -37,10 +47,6 @@ class NotifySettings(Section):
     )
     ping_url: EndpointUrl = Field(
         default="", description="dead-man's switch (healthchecks.io style) hit after each successful backup"
-    )
-    backup_rpo: Duration = Field(
-        default=timedelta(hours=26),
-        description="the backup-age job fails (and notifies) when the newest complete backup is older",
     )
     timeout: PositiveDuration = Field(
         default=timedelta(seconds=5), description="timeout of one webhook request"
@@ -129,17 +135,133 @@ def _job_field_name(job_name: str) -> str:
     return job_name.replace("-", "_")
 
 
-JobsSettings = create_model(
-    "JobsSettings",
-    __base__=Section,
-    **{
-        _job_field_name(name): (
-            job.settings_model,
-            Field(default_factory=job.settings_model, description=job.description),
+MIB = 1024 * 1024
+_ARCHIVE_CLASSES = {"GLACIER", "DEEP_ARCHIVE"}
+
+
+class S3Settings(Section):
+    server_side_encryption: Literal["", "AES256", "aws:kms"] = Field(
+        default="", description="SSE header on every object; empty leaves it to the bucket's default"
+    )
+    sse_kms_key_id: str = Field(default="", description="KMS key id/ARN with aws:kms; empty: the aws/s3 key")
+    storage_class: str = Field(default="", description="S3 storage class (e.g. STANDARD_IA); empty: STANDARD")
+    checksum_algorithm: Literal["SHA256", ""] = Field(
+        default="SHA256", description="per-part checksum S3 verifies on upload; empty for stores without one"
+    )
+    request_checksum_calculation: Literal["when_supported", "when_required"] = Field(
+        default="when_supported",
+        description="botocore default checksums; when_required for S3-compatible stores that reject them",
+    )
+    response_checksum_validation: Literal["when_supported", "when_required"] = Field(
+        default="when_supported", description="validate response checksums; when_required likewise"
+    )
+    addressing_style: Literal["auto", "path", "virtual"] = Field(
+        default="auto", description="bucket addressing; path for most S3-compatible stores (MinIO)"
+    )
+    multipart_chunk_mib: int = Field(default=8, ge=5, le=5120, description="multipart part size (MiB)")
+    max_concurrency: int = Field(default=10, ge=1, le=64, description="parallel part uploads per file")
+    connect_timeout: PositiveDuration = Field(default=timedelta(seconds=10), description="S3 connect timeout")
+    read_timeout: PositiveDuration = Field(default=timedelta(seconds=60), description="S3 read timeout")
+    max_attempts: int = Field(
+        default=5, ge=1, le=20, description="attempts per S3 request (standard retries)"
+    )
+
+    @field_validator("storage_class")
+    @classmethod
+    def _readable_class(cls, value: str) -> str:
+        if value.upper() in _ARCHIVE_CLASSES:
+            raise ValueError(
+                "archive classes cannot be read without a restore request, so verify and restore would "
+                "fail; use STANDARD_IA or GLACIER_IR, or a lifecycle rule to archive old backups"
+            )
+        return value
+
+    def options(self) -> S3Options:
+        from redis_maint.storage.s3 import S3Options  # boto3 loads only for S3 work
+
+        chunk = self.multipart_chunk_mib * MIB
+        return S3Options(
+            server_side_encryption=self.server_side_encryption,
+            sse_kms_key_id=self.sse_kms_key_id,
+            storage_class=self.storage_class,
+            checksum_algorithm=self.checksum_algorithm,
+            request_checksum_calculation=self.request_checksum_calculation,
+            response_checksum_validation=self.response_checksum_validation,
+            addressing_style=self.addressing_style,
+            multipart_threshold=chunk,
+            multipart_chunksize=chunk,
+            max_concurrency=self.max_concurrency,
+            connect_timeout_s=self.connect_timeout.total_seconds(),
+            read_timeout_s=self.read_timeout.total_seconds(),
+            max_attempts=self.max_attempts,
         )
-        for name, job in REGISTRY.items()
-    },
-)
+
+
+class TargetSettings(Section):
+    """Where backups are stored: one URI, and the options of an S3 target."""
+
+    uri: str = Field(default="./var/backups", description="s3://bucket/prefix, or a local directory")
+    s3: S3Settings = Field(default_factory=S3Settings, description="S3 options (s3:// targets only)")
+
+    @field_validator("uri")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        if "://" in value and not value.startswith("s3://"):
+            raise ValueError("use s3://bucket/prefix or a local directory path")
+        if value.startswith("s3://"):
+            bucket = value[5:].split("/", 1)[0]
+            if not (3 <= len(bucket) <= 63) or bucket != bucket.lower():
+                raise ValueError("the bucket name must be 3-63 lowercase characters")
+        return value
+
+    def open(self, uri: str | None = None) -> Target:
+        """The configured target, or `uri` (where an older backup went), with these S3 options."""
+        from redis_maint.storage import open_target
+
+        return open_target(uri or self.uri, self.s3.options())
+
+
+class SessionsSettings(Section):
+    """Where sessions live and how they are read: shared by sweep, delete and count."""
+
+    key_pattern: str = Field(default="session:*", description="SCAN MATCH pattern of session keys")
+    created_field: str = Field(
+        default="createdAt", description="JSON field with the session's creation time (epoch ms)"
+    )
+    organisation_field: str = Field(
+        default="organisationId", description="JSON field with the session's organisation id"
+    )
+    scan_count: int = Field(
+        default=300, ge=10, le=5000, description="SCAN COUNT: keys Redis examines per SCAN call (~0.4 ms)"
+    )
+    read_batch: int = Field(
+        default=300, ge=1, le=5000, description="keys per MGET (~0.3 ms); a command also stays under 12 KB"
+    )
+    act_batch: int = Field(
+        default=100, ge=1, le=1000, description="keys per atomic check-and-delete script call (~0.4 ms)"
+    )
+    idle_cpu: bool = Field(
+        default=True,
+        description="sweep at the lowest CPU priority (SCHED_IDLE), so Redis and its clients always "
+        "come first; a host with no idle CPU then slows the sweep down",
+    )
+    unreadable_samples: int = Field(
+        default=5, ge=0, le=100, description="how many unreadable keys a sweep's summary names"
+    )
+
+    @field_validator("key_pattern", "created_field", "organisation_field")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+
+class JobSpec(Protocol):
+    """What the schema needs of a job to compose its settings (jobs.base.Job has it)."""
+
+    description: str
+    settings_model: type[BaseModel]
 
 
 class Settings(Section):
@@ -157,9 +279,6 @@ class Settings(Section):
     history_url: CredentialUrl = Field(
         default="sqlite:///var/redis-maint.db",
         description="SQLAlchemy URL of the job history (SQLite by default, PostgreSQL for several sidecars)",
-    )
-    backup_target: str = Field(
-        default="./var/backups", description="s3://bucket/prefix, or a local directory"
     )
     check_image: str = Field(
         default="redis:7-alpine", description="image for throwaway redis-check-aof/rdb containers"
@@ -180,7 +299,12 @@ class Settings(Section):
         default_factory=NotifySettings, description="webhooks and dead-man's switch"
     )
     docker: DockerSettings = Field(default_factory=DockerSettings, description="throwaway check containers")
-    jobs: JobsSettings = Field(default_factory=JobsSettings, description="per-job settings")
+    target: TargetSettings = Field(default_factory=TargetSettings, description="where backups are stored")
+    sessions: SessionsSettings = Field(
+        default_factory=SessionsSettings, description="the session keys: layout, JSON fields, batching"
+    )
+    # Without the jobs' models (with_jobs) this holds the raw [jobs.*] tables, unvalidated.
+    jobs: Any = Field(default_factory=dict, description="per-job settings")
 
     @field_validator("redis_url")
     @classmethod
@@ -212,17 +336,6 @@ class Settings(Section):
             ) from None
         return value
 
-    @field_validator("backup_target")
-    @classmethod
-    def _target(cls, value: str) -> str:
-        if "://" in value and not value.startswith("s3://"):
-            raise ValueError("use s3://bucket/prefix or a local directory path")
-        if value.startswith("s3://"):
-            bucket = value[5:].split("/", 1)[0]
-            if not (3 <= len(bucket) <= 63) or bucket != bucket.lower():
-                raise ValueError("the bucket name must be 3-63 lowercase characters")
-        return value
-
     @property
     def aof_guard_note(self) -> Path:
         """One note for every job that pauses AOF rewrites, so a SIGKILLed run is repaired by any next run."""
@@ -233,4 +346,35 @@ class Settings(Section):
         return ZoneInfo(self.timezone)
 
     def job(self, name: str) -> Any:
+        """A job's settings; only settings loaded with the jobs' models (`with_jobs`) have them."""
+        if isinstance(self.jobs, dict):
+            raise MaintenanceError(
+                f"the settings of job {name!r} were not loaded: load settings with the jobs' models "
+                "(config.load_settings(jobs=REGISTRY))"
+            )
         return getattr(self.jobs, _job_field_name(name))
+
+
+@cache
+def _with_jobs(specs: tuple[tuple[str, JobSpec], ...]) -> type[Settings]:
+    jobs_model = create_model(
+        "JobsSettings",
+        __base__=Section,
+        **{
+            _job_field_name(name): (
+                spec.settings_model,
+                Field(default_factory=spec.settings_model, description=spec.description),
+            )
+            for name, spec in specs
+        },
+    )
+    return create_model(
+        "Settings",
+        __base__=Settings,
+        jobs=(jobs_model, Field(default_factory=jobs_model, description="per-job settings")),
+    )
+
+
+def with_jobs(registry: Mapping[str, JobSpec]) -> type[Settings]:
+    """The settings model with every job's own settings under [jobs.<job>], validated like the rest."""
+    return _with_jobs(tuple(registry.items()))

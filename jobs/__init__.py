@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from jobs import aof_check, backup, backup_age, backup_verify, health, session_delete, session_sweep
+from typing import Any
+
+from jobs import (
+    aof_check,
+    backup,
+    backup_age,
+    backup_check,
+    backup_keep,
+    backup_restore,
+    backup_verify,
+    health,
+    session_delete,
+    session_sweep,
+)
 from jobs.base import Job
 
 REGISTRY: dict[str, Job] = {
@@ -15,6 +28,10 @@ REGISTRY: dict[str, Job] = {
         backup_verify.JOB,
         session_sweep.JOB,
         session_delete.JOB,
+        backup_check.JOB,
+        backup_restore.JOB,
+        backup_keep.KEEP,
+        backup_keep.UNKEEP,
     )
 }
 
@@ -26,3 +43,21 @@ def get_job(name: str) -> Job:
         return REGISTRY[name]
     except KeyError:
         raise UsageError(f"unknown job {name!r}; known jobs: {', '.join(sorted(REGISTRY))}") from None
+
+
+def docker_verdicts(settings: Any) -> list[tuple[bool, str]]:
+    """For each job that can start containers: (needs Docker as configured, why), for `doctor`."""
+    verdicts = []
+    for name, job in sorted(REGISTRY.items()):
+        if job.containers is None:
+            continue
+        job_settings = settings.job(name)
+        schedule = job_settings.schedule
+        uses, why = job.containers(job_settings)
+        if not uses:
+            verdicts.append((False, f"{name}: {why}"))
+        elif schedule.kind == "off":
+            verdicts.append((False, f"{name}: schedule off"))
+        else:
+            verdicts.append((True, f"{name} ({schedule}): {why}"))
+    return verdicts

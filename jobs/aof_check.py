@@ -16,10 +16,7 @@ from pydantic import Field
 
 from config.types import JobSettings, PositiveDuration, ScheduleField, schedule_default
 from jobs.base import Job, JobContext
-from redis_maint.checks import integrity
 from redis_maint.errors import JobFailedError
-from redis_maint.snapshot.datafiles import discover_layout
-from redis_maint.snapshot.take import take_snapshot
 
 
 class AofCheckSettings(JobSettings):
@@ -43,6 +40,11 @@ def run(ctx: JobContext) -> dict[str, Any]:
 
 
 def _check(ctx: JobContext, s: AofCheckSettings, staging: Path) -> dict[str, Any]:
+    # Infrastructure loads when the job runs: listing jobs and reading settings stays light.
+    from redis_maint.checks import integrity
+    from redis_maint.snapshot.datafiles import discover_layout
+    from redis_maint.snapshot.take import take_snapshot
+
     data_dir = Path(ctx.settings.data_dir)
     # No BGSAVE here, so a Redis that never saved has no RDB: check the AOF alone then.
     rdb = discover_layout(ctx.redis()).rdb
@@ -58,7 +60,14 @@ def _check(ctx: JobContext, s: AofCheckSettings, staging: Path) -> dict[str, Any
             rewrite_timeout=s.rewrite_timeout,
             guard_note=ctx.settings.aof_guard_note,
         )
-        checks = integrity.check_snapshot(ctx, snapshot)
+        ctx.checkpoint()
+        checks = integrity.check_snapshot(
+            ctx.check_env(),
+            snapshot,
+            run_id=ctx.run_id,
+            cancel=ctx.cancel,
+            timeout_s=ctx.container_timeout_s(),
+        )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     summary = {
@@ -85,4 +94,5 @@ JOB = Job(
     description="redis-check-aof/rdb on a snapshot of the data files, in a throwaway container",
     settings_model=AofCheckSettings,
     run=run,
+    containers=lambda s: (True, "runs redis-check-aof/rdb in a container"),
 )

@@ -13,11 +13,11 @@ import time
 from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from config.types import Duration, JobSettings, PositiveDuration, ScheduleField, Section, schedule_default
+from config.types import Duration, JobSettings, PositiveDuration, ScheduleField, schedule_default
 from jobs.base import Job, JobContext, Params
 from redis_maint.backup import stored
 from redis_maint.backup.prune import prune
@@ -25,74 +25,14 @@ from redis_maint.backup.retention import Policy
 from redis_maint.backup.upload import upload_backup
 from redis_maint.errors import JobCancelledError, JobFailedError, MaintenanceError
 from redis_maint.history.catalog import BackupRecord, BackupStatus, Catalog
-from redis_maint.snapshot.take import Snapshot, planned_files, take_snapshot
-from redis_maint.storage import Target, open_target
+from redis_maint.storage import Target
 from redis_maint.timeutil import utcnow
 
 if TYPE_CHECKING:
-    from redis_maint.storage.s3 import S3Options
+    from redis_maint.snapshot.take import Snapshot
 
 MIB = 1024 * 1024
-_ARCHIVE_CLASSES = {"GLACIER", "DEEP_ARCHIVE"}
 _BACKUP_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
-
-
-class S3Settings(Section):
-    server_side_encryption: Literal["", "AES256", "aws:kms"] = Field(
-        default="", description="SSE header on every object; empty leaves it to the bucket's default"
-    )
-    sse_kms_key_id: str = Field(default="", description="KMS key id/ARN with aws:kms; empty: the aws/s3 key")
-    storage_class: str = Field(default="", description="S3 storage class (e.g. STANDARD_IA); empty: STANDARD")
-    checksum_algorithm: Literal["SHA256", ""] = Field(
-        default="SHA256", description="per-part checksum S3 verifies on upload; empty for stores without one"
-    )
-    request_checksum_calculation: Literal["when_supported", "when_required"] = Field(
-        default="when_supported",
-        description="botocore default checksums; when_required for S3-compatible stores that reject them",
-    )
-    response_checksum_validation: Literal["when_supported", "when_required"] = Field(
-        default="when_supported", description="validate response checksums; when_required likewise"
-    )
-    addressing_style: Literal["auto", "path", "virtual"] = Field(
-        default="auto", description="bucket addressing; path for most S3-compatible stores (MinIO)"
-    )
-    multipart_chunk_mib: int = Field(default=8, ge=5, le=5120, description="multipart part size (MiB)")
-    max_concurrency: int = Field(default=10, ge=1, le=64, description="parallel part uploads per file")
-    connect_timeout: PositiveDuration = Field(default=timedelta(seconds=10), description="S3 connect timeout")
-    read_timeout: PositiveDuration = Field(default=timedelta(seconds=60), description="S3 read timeout")
-    max_attempts: int = Field(
-        default=5, ge=1, le=20, description="attempts per S3 request (standard retries)"
-    )
-
-    @field_validator("storage_class")
-    @classmethod
-    def _readable_class(cls, value: str) -> str:
-        if value.upper() in _ARCHIVE_CLASSES:
-            raise ValueError(
-                "archive classes cannot be read without a restore request, so verify and restore would "
-                "fail; use STANDARD_IA or GLACIER_IR, or a lifecycle rule to archive old backups"
-            )
-        return value
-
-    def options(self) -> S3Options:
-        from redis_maint.storage.s3 import S3Options  # boto3 loads only for S3 work
-
-        chunk = self.multipart_chunk_mib * MIB
-        return S3Options(
-            server_side_encryption=self.server_side_encryption,
-            sse_kms_key_id=self.sse_kms_key_id,
-            storage_class=self.storage_class,
-            checksum_algorithm=self.checksum_algorithm,
-            request_checksum_calculation=self.request_checksum_calculation,
-            response_checksum_validation=self.response_checksum_validation,
-            addressing_style=self.addressing_style,
-            multipart_threshold=chunk,
-            multipart_chunksize=chunk,
-            max_concurrency=self.max_concurrency,
-            connect_timeout_s=self.connect_timeout.total_seconds(),
-            read_timeout_s=self.read_timeout.total_seconds(),
-            max_attempts=self.max_attempts,
-        )
 
 
 class BackupSettings(JobSettings):
@@ -130,7 +70,6 @@ class BackupSettings(JobSettings):
     incomplete_after: Duration = Field(
         default=timedelta(days=1), description="remove backups without a manifest untouched for this long"
     )
-    s3: S3Settings = Field(default_factory=S3Settings, description="S3 upload options (s3:// targets only)")
 
     def policy(self) -> Policy:
         return Policy(
@@ -149,8 +88,8 @@ class BackupParams(Params):
 
 
 def open_backup_target(settings: Any, uri: str | None = None) -> Target:
-    """The configured target (or `uri`, e.g. where an older backup went), with the S3 options."""
-    return open_target(uri or settings.backup_target, settings.job("backup").s3.options())
+    """Deprecated: `settings.target.open(uri)`."""
+    return settings.target.open(uri)
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
@@ -217,6 +156,8 @@ def _store_new_backup(ctx: JobContext, s: BackupSettings, target: Target) -> dic
 
 def _snapshot(ctx: JobContext, s: BackupSettings, staging: Path, summary: dict[str, Any]) -> Snapshot:
     summary["phase"] = "snapshot"
+    from redis_maint.snapshot.take import take_snapshot  # redis-py loads only when a backup runs
+
     snapshot = take_snapshot(
         ctx.redis(),
         Path(ctx.settings.data_dir),
@@ -264,11 +205,16 @@ def _integrity(ctx, s: BackupSettings, snapshot: Snapshot, catalog, backup_id, s
         return None
     summary["phase"] = "integrity check"
     t0 = time.monotonic()
-    # ---- integrity hook: redis-check-aof/rdb on the snapshot, in a throwaway container ----
     from redis_maint.checks import integrity
 
-    checks = integrity.check_snapshot(ctx, snapshot)
-    # ---------------------------------------------------------------------------------------
+    ctx.checkpoint()
+    checks = integrity.check_snapshot(
+        ctx.check_env(),
+        snapshot,
+        run_id=ctx.run_id,
+        cancel=ctx.cancel,
+        timeout_s=ctx.container_timeout_s(),
+    )
     summary["durations_s"]["verify"] = round(time.monotonic() - t0, 3)
     bad = [c for c in checks if c.get("verdict") != "ok"]
     if bad or not checks:
@@ -325,6 +271,8 @@ def _apply_retention(ctx: JobContext, s: BackupSettings, target: Target, *, dry_
 
 
 def _dry_run(ctx: JobContext, s: BackupSettings) -> dict[str, Any]:
+    from redis_maint.snapshot.take import planned_files
+
     files = planned_files(ctx.redis(), Path(ctx.settings.data_dir))
     target = open_backup_target(ctx.settings)
     try:
@@ -375,10 +323,17 @@ def _version() -> str:
         return "unknown"
 
 
+def _containers(s: BackupSettings) -> tuple[bool, str]:
+    if s.verify_before_upload:
+        return True, "verify_before_upload = true"
+    return False, "verify_before_upload = false"
+
+
 JOB = Job(
     name="backup",
     description="BGSAVE, consistent snapshot of dump.rdb + AOF, upload with manifest, catalog, retention",
     settings_model=BackupSettings,
     run=run,
     params_model=BackupParams,
+    containers=_containers,
 )

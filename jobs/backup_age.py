@@ -25,10 +25,14 @@ class BackupAgeSettings(JobSettings):
     timeout: PositiveDuration = Field(
         default=timedelta(minutes=1), description="the run fails once it has run this long"
     )
+    rpo: PositiveDuration = Field(
+        default=timedelta(hours=26),
+        description="the job fails (and notifies) when the newest complete backup is older than this",
+    )
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
-    rpo: timedelta = ctx.settings.notify.backup_rpo
+    rpo = ctx.job_settings.rpo
     facts = backup_facts.newest(ctx.store, ctx.settings.instance)
     summary: dict[str, Any] = {"rpo_s": int(rpo.total_seconds()), "instance": ctx.settings.instance}
     if facts.created_at is None:
@@ -63,7 +67,7 @@ def _hours(td: timedelta) -> str:
 
 JOB = Job(
     name="backup-age",
-    description="fails when the newest complete backup is older than notify.backup_rpo",
+    description="fails when the newest complete backup is older than jobs.backup_age.rpo",
     settings_model=BackupAgeSettings,
     run=run,
 )

@@ -13,7 +13,6 @@ from typing import Any
 from pydantic import Field
 
 from config.types import JobSettings, PositiveDuration, ScheduleField, schedule_default
-from jobs.backup import open_backup_target
 from jobs.base import Job, JobContext
 from redis_maint.backup import stored
 from redis_maint.checks import restore_drill
@@ -27,9 +26,6 @@ class BackupVerifySettings(JobSettings):
         default=timedelta(hours=1),
         description="the run (download, checks, load) fails once it has run this long",
     )
-    session_pattern: str = Field(
-        default="session:*", description="keys counted as sessions in the loaded backup (SCAN MATCH pattern)"
-    )
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
@@ -42,7 +38,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     record = newest[0]
     if ctx.dry_run:
         return {"would_verify": record.id, "target": record.target}
-    target = open_backup_target(ctx.settings, record.target_root)
+    target = ctx.settings.target.open(record.target_root)
     try:
         result = _drill(ctx, target, record)
     finally:
@@ -60,12 +56,17 @@ def _drill(ctx: JobContext, target: Any, record: Any) -> dict[str, Any]:
     result = stored.verify(
         target, record.location, record.id, catalog_files=record.files, checkpoint=ctx.checkpoint
     )
-    return restore_drill.add_deep(
-        ctx.settings,
-        target,
-        record.location,
-        result,
+    return restore_drill.add_deep(ctx.check_env(), target, record.location, result, drill_options(ctx))
+
+
+def drill_options(ctx: JobContext) -> restore_drill.DrillOptions:
+    """The restore drill's bounds and what it counts, from [jobs.backup_verify]."""
+    s: BackupVerifySettings = ctx.settings.job("backup-verify")
+    return restore_drill.DrillOptions(
         run_id=ctx.run_id,
+        timeout_s=min(s.timeout.total_seconds(), max(ctx.remaining().total_seconds(), 1.0)),
+        session_pattern=ctx.settings.sessions.key_pattern,
+        db=restore_drill.session_db(ctx.settings.redis_url),
         cancel=ctx.cancel,
         checkpoint=ctx.checkpoint,
     )
@@ -76,4 +77,5 @@ JOB = Job(
     description="weekly restore drill: download the newest backup, check it and load it in a throwaway Redis",
     settings_model=BackupVerifySettings,
     run=run,
+    containers=lambda s: (True, "its restore drill runs in containers"),
 )

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import redis
 
     from config.schema import Settings
+    from redis_maint.checks.containers import CheckEnv
     from redis_maint.history.runs import HistoryStore
 
 
@@ -45,6 +46,8 @@ class Job:
     settings_model: type[JobSettings]
     run: Callable[[JobContext], dict[str, Any]]
     params_model: type[Params] = NoParams
+    # Whether a run starts throwaway containers, from the job's settings: (it does, why). None: never.
+    containers: Callable[[Any], tuple[bool, str]] | None = None
 
     def parse_params(self, raw: Params | dict[str, Any] | None) -> Params:
         if isinstance(raw, self.params_model):
@@ -113,6 +116,16 @@ class JobContext:
                 f"{self.job.name}: timed out after {self.job_settings.timeout}; "
                 f"raise jobs.{self.job.name.replace('-', '_')}.timeout if this is expected"
             )
+
+    def check_env(self) -> CheckEnv:
+        """What throwaway check containers need: the engine's options and the check image."""
+        from redis_maint.checks.containers import CheckEnv
+
+        return CheckEnv(self.settings.docker, self.settings.check_image)
+
+    def container_timeout_s(self) -> float:
+        """A container may run for docker.timeout, but never past the run's own deadline."""
+        return min(self.settings.docker.timeout.total_seconds(), max(self.remaining().total_seconds(), 1.0))
 
     def redis(self) -> redis.Redis:
         """A connection to the maintained Redis, made on first use and checked with PING."""

@@ -16,7 +16,6 @@ from pydantic import Field
 from config.types import JobSettings, PositiveDuration, ScheduleField, schedule_default
 from jobs.base import Job, JobContext
 from redis_maint.errors import RedisUnavailableError, SnapshotError
-from redis_maint.redis_conn import call
 
 LEVELS = ("ok", "warning", "critical")
 PING_SAMPLES = 5
@@ -57,6 +56,8 @@ class Verdict:
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
+    from redis_maint.redis_conn import call
+
     client = ctx.redis()
     url = ctx.settings.redis_url
     s: HealthSettings = ctx.job_settings
@@ -113,6 +114,8 @@ def _aof_rewrite(ctx: JobContext, client) -> tuple[dict[str, Any], str | None]:
 
 
 def _ping_ms(url: str, client) -> float:
+    from redis_maint.redis_conn import call
+
     samples = []
     for _ in range(PING_SAMPLES):
         t0 = time.perf_counter()
@@ -198,6 +201,8 @@ def _above(v: Verdict, what: str, value: float, warn: float, crit: float, unit: 
 
 def _slowlog(url: str, client, last_id: int | None, max_entries: int) -> dict[str, Any]:
     """New slowlog entries since the last run: ids, durations and command names, never arguments."""
+    from redis_maint.redis_conn import call
+
     entries = call(url, client.slowlog_get, max_entries)
     newest = max((int(e["id"]) for e in entries), default=last_id)
     fresh = [e for e in entries if last_id is None or int(e["id"]) > last_id]

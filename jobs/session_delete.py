@@ -3,22 +3,24 @@ history with who asked, the parameters and the counts. Never scheduled.
 
 Parameters (exactly one): `org` ("ORG_ID") deletes that organisation's sessions and nothing else;
 `no_org` (true) deletes the sessions without an organisation id (field missing or null); `all`
-(true) deletes every session (the emergency path). Key layout and batch sizes come from session-sweep.
+(true) deletes every session (the emergency path). Key layout and batch sizes come from [sessions].
 The summary's `matched` says how many sessions the target matched: 0 is a success (a delete is
 idempotent), and the CLI then names the largest organisations so a typo shows.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator, model_validator
 
 from config.types import JobSettings, ScheduleField, schedule_default
+from jobs import session_runs
 from jobs.base import Job, JobContext, Params
-from jobs.session_sweep import plan_for, run_plan
-from redis_maint import sessions
 from redis_maint.schedules import Schedule
+
+if TYPE_CHECKING:
+    from redis_maint import sessions
 
 
 class SessionDeleteSettings(JobSettings):
@@ -55,6 +57,8 @@ class DeleteParams(Params):
 
     @property
     def mode(self) -> sessions.Mode:
+        from redis_maint import sessions  # redis-py loads only when a delete runs
+
         if self.all:
             return sessions.Mode.ALL
         return sessions.Mode.NO_ORG if self.no_org else sessions.Mode.ORG
@@ -62,10 +66,9 @@ class DeleteParams(Params):
 
 def run(ctx: JobContext) -> dict[str, Any]:
     params: DeleteParams = ctx.params
-    sweep_settings = ctx.settings.job("session-sweep")
-    plan = plan_for(sweep_settings, params.mode, ctx.dry_run, org=params.org)
-    summary = run_plan(ctx, sweep_settings, plan)
-    if params.mode is not sessions.Mode.ALL:
+    plan = session_runs.plan(ctx.settings.sessions, params.mode, ctx.dry_run, org=params.org)
+    summary = session_runs.run_plan(ctx, plan)
+    if not params.all:
         # rewritten between our read and our delete still counts as matched: it was that org's
         summary["matched"] = summary["deleted"]["organisation"] + summary["changed_skipped"]
         if summary["matched"] == 0:

@@ -20,7 +20,7 @@ for _ in $(seq 50); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep
 export REDIS_MAINT_REDIS_URL="redis://127.0.0.1:$PORT/0"
 export REDIS_MAINT_DATA_DIR="$PWD/$DEMO/redis"
 export REDIS_MAINT_HISTORY_URL="sqlite:///$DEMO/history.db"
-export REDIS_MAINT_BACKUP_TARGET="$DEMO/backups"
+export REDIS_MAINT_TARGET__URI="$DEMO/backups"
 # The check image is built locally by `make system-deps` (no registry is reachable here).
 export REDIS_MAINT_CHECK_IMAGE="${CHECK_IMAGE:-redis-maint-check:7}"
 export REDIS_MAINT_DOCKER__SNAPSHOT_DIR="$PWD/$DEMO/check"

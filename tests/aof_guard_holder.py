@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import jobs
 from config import load_settings
+from jobs import REGISTRY
 from redis_maint.run import runner
 from redis_maint.snapshot.aof_guard import aof_rewrite_paused
 
@@ -29,7 +30,7 @@ def _hold(ctx) -> dict:
 
 def main(job: str) -> int:
     jobs.REGISTRY[job] = dataclasses.replace(jobs.REGISTRY[job], run=_hold)
-    run = runner.execute(load_settings(), job, trigger="manual", requested_by="holder")
+    run = runner.execute(load_settings(jobs=REGISTRY), job, trigger="manual", requested_by="holder")
     print(f"finished {run.status}", flush=True)
     return 0
 

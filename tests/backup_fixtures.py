@@ -20,5 +20,5 @@ def backup_env(monkeypatch, tmp_path):
 def bucket(s3, monkeypatch):
     """An empty bucket in moto's server, with the backup target pointing at it."""
     boto3.client("s3").create_bucket(Bucket=BUCKET)
-    monkeypatch.setenv("REDIS_MAINT_BACKUP_TARGET", f"s3://{BUCKET}/redis")
+    monkeypatch.setenv("REDIS_MAINT_TARGET__URI", f"s3://{BUCKET}/redis")
     return BUCKET

@@ -23,7 +23,7 @@ def _isolated_env(monkeypatch, tmp_path):
         if name.startswith(("REDIS_MAINT_", "AWS_")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("REDIS_MAINT_HISTORY_URL", f"sqlite:///{tmp_path}/history.db")
-    monkeypatch.setenv("REDIS_MAINT_BACKUP_TARGET", str(tmp_path / "backups"))
+    monkeypatch.setenv("REDIS_MAINT_TARGET__URI", str(tmp_path / "backups"))
     # The AOF guard's note lives here: a test must never see another test's (or the checkout's).
     monkeypatch.setenv("REDIS_MAINT_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("REDIS_MAINT_HTTP__PORT", "0")
@@ -78,8 +78,9 @@ def s3(moto_server, monkeypatch):
 def settings():
     """Settings as the CLI would load them from the current environment."""
     from config import load_settings
+    from jobs import REGISTRY
 
-    return lambda: load_settings()
+    return lambda: load_settings(jobs=REGISTRY)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from datetime import timedelta
 from sqlalchemy import update
 
 from config import load_settings
+from jobs import REGISTRY
 from redis_maint.history import db
 from redis_maint.history.runs import HistoryStore, RunStatus
 from redis_maint.run.daemon import AOF_RESTORE, Daemon
@@ -64,7 +65,7 @@ def _kill(proc: subprocess.Popen) -> None:
 
 def test_the_note_names_the_run_that_paused_rewrites(redis_server):
     redis_server.client().config_set(PARAM, 77)
-    note = load_settings().aof_guard_note
+    note = load_settings(jobs=REGISTRY).aof_guard_note
     proc, run_id = _holder()
     try:
         saved = read_note(note)
@@ -87,7 +88,7 @@ def test_the_note_names_the_run_that_paused_rewrites(redis_server):
 def test_a_pause_shared_by_two_processes_is_restored_by_the_last_one_out(redis_server):
     client = redis_server.client()
     client.config_set(PARAM, 77)
-    note = load_settings().aof_guard_note
+    note = load_settings(jobs=REGISTRY).aof_guard_note
     proc, run_id = _holder()
     try:
         with aof_rewrite_paused(client, checkpoint=lambda: None, timeout=MINUTE, note=note):
@@ -103,7 +104,7 @@ def test_a_pause_shared_by_two_processes_is_restored_by_the_last_one_out(redis_s
 
 def test_daemon_restores_a_pause_left_by_a_killed_run_and_records_it(redis_server, cli):
     redis_server.client().config_set(PARAM, 77)
-    note = load_settings().aof_guard_note
+    note = load_settings(jobs=REGISTRY).aof_guard_note
     proc, run_id = _holder()
     _kill(proc)
     assert _pct(redis_server) == "0" and note.exists()
@@ -137,10 +138,10 @@ def test_daemon_restores_a_pause_left_by_a_killed_run_and_records_it(redis_serve
 
 def test_the_daemon_leaves_the_pause_alone_while_its_owner_runs(redis_server, cli):
     redis_server.client().config_set(PARAM, 77)
-    note = load_settings().aof_guard_note
+    note = load_settings(jobs=REGISTRY).aof_guard_note
     proc, _ = _holder()
     try:
-        assert Daemon(load_settings()).restore_aof_rewrites() is None
+        assert Daemon(load_settings(jobs=REGISTRY)).restore_aof_rewrites() is None
         assert _pct(redis_server) == "0" and note.exists()
         summary = json_out(cli("run", "health", "--json"))["summary"]
         assert summary["level"] == "ok", summary["reasons"]
@@ -178,7 +179,7 @@ def _expire_lease(store: HistoryStore, job: str) -> None:
 
 
 def test_an_owner_on_another_host_counts_as_alive_until_its_lease_lapses(redis_server):
-    settings = load_settings()
+    settings = load_settings(jobs=REGISTRY)
     store = _store()
     run_id, owner = _foreign_run(store, "backup")
     write_note(settings.aof_guard_note, Note("64", [owner]))
@@ -193,7 +194,7 @@ def test_an_owner_on_another_host_counts_as_alive_until_its_lease_lapses(redis_s
 
 
 def test_an_old_one_number_note_is_restored_once_no_run_is_alive(redis_server):
-    settings = load_settings()
+    settings = load_settings(jobs=REGISTRY)
     store = _store()
     settings.aof_guard_note.parent.mkdir(parents=True)
     settings.aof_guard_note.write_text("55\n")
@@ -209,7 +210,7 @@ def test_an_old_one_number_note_is_restored_once_no_run_is_alive(redis_server):
 
 
 def test_a_value_already_set_by_hand_only_removes_the_stale_note(redis_server):
-    settings = load_settings()
+    settings = load_settings(jobs=REGISTRY)
     write_note(settings.aof_guard_note, Note("64", []))
     redis_server.client().config_set(PARAM, 90)
     assert Daemon(settings).restore_aof_rewrites() is None

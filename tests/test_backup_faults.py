@@ -39,8 +39,9 @@ def assert_clean_failure(result, run, staging, *, says: str, secrets: tuple[str,
 
 def catalog_statuses() -> dict[str, str]:
     from config import load_settings
+    from jobs import REGISTRY
 
-    return {b.id: b.status for b in Catalog(HistoryStore(load_settings().history_url)).list()}
+    return {b.id: b.status for b in Catalog(HistoryStore(load_settings(jobs=REGISTRY).history_url)).list()}
 
 
 def test_redis_down_fails_clearly_then_recovers(cli, redis_server, backup_env, monkeypatch):
@@ -99,7 +100,7 @@ def test_wrong_or_unreadable_data_dir_fails_clearly(cli, redis_server, backup_en
 
 
 def test_missing_bucket_fails_then_the_next_run_succeeds(cli, redis_server, s3, backup_env, monkeypatch):
-    monkeypatch.setenv("REDIS_MAINT_BACKUP_TARGET", f"s3://{BUCKET}/redis")
+    monkeypatch.setenv("REDIS_MAINT_TARGET__URI", f"s3://{BUCKET}/redis")
     fill_sessions(redis_server.client(), 100)
     result, run = run_backup(cli)
     assert_clean_failure(result, run, backup_env, says=f"bucket '{BUCKET}' does not exist")
@@ -122,8 +123,8 @@ def test_unreachable_s3_fails_without_credentials_in_errors_or_logs(
 ):
     endpoint = os.environ["AWS_ENDPOINT_URL_S3"]
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{free_port()}")
-    monkeypatch.setenv("REDIS_MAINT_JOBS__BACKUP__S3__MAX_ATTEMPTS", "1")
-    monkeypatch.setenv("REDIS_MAINT_JOBS__BACKUP__S3__CONNECT_TIMEOUT", "1s")
+    monkeypatch.setenv("REDIS_MAINT_TARGET__S3__MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("REDIS_MAINT_TARGET__S3__CONNECT_TIMEOUT", "1s")
     result, run = run_backup(cli)
     assert_clean_failure(result, run, backup_env, says="S3 endpoint unreachable")
     assert "testing" not in json.dumps(run["summary"])
@@ -175,8 +176,8 @@ def start_backup_process(**env: str) -> subprocess.Popen:
     """`redis-maint run backup --json` in its own process, uploading slowly (one 5 MiB part at a time)."""
     env = {
         **os.environ,
-        "REDIS_MAINT_JOBS__BACKUP__S3__MAX_CONCURRENCY": "1",
-        "REDIS_MAINT_JOBS__BACKUP__S3__MULTIPART_CHUNK_MIB": "5",
+        "REDIS_MAINT_TARGET__S3__MAX_CONCURRENCY": "1",
+        "REDIS_MAINT_TARGET__S3__MULTIPART_CHUNK_MIB": "5",
         **env,
     }
     return subprocess.Popen(
@@ -234,9 +235,9 @@ def test_s3_dying_mid_upload_fails_the_run_and_the_next_run_succeeds(
     for key, value in doomed.env().items():
         monkeypatch.setenv(key, value)
     boto3.client("s3").create_bucket(Bucket=BUCKET)
-    monkeypatch.setenv("REDIS_MAINT_BACKUP_TARGET", f"s3://{BUCKET}/redis")
+    monkeypatch.setenv("REDIS_MAINT_TARGET__URI", f"s3://{BUCKET}/redis")
     fill_incompressible(redis_server.client())
-    proc = start_backup_process(REDIS_MAINT_JOBS__BACKUP__S3__MAX_ATTEMPTS="2")
+    proc = start_backup_process(REDIS_MAINT_TARGET__S3__MAX_ATTEMPTS="2")
     try:
         wait_for_multipart_upload(proc)
     finally:
@@ -274,19 +275,22 @@ def test_failed_integrity_check_uploads_nothing_and_records_the_verdicts(
 
     verdict = {"file": "appendonlydir/appendonly.aof.manifest", "tool": "redis-check-aof", "offset": 120}
     monkeypatch.setattr(
-        integrity, "check_snapshot", lambda ctx, snap: [{**verdict, "verdict": "truncated", "output": "x"}]
+        integrity,
+        "check_snapshot",
+        lambda env, snap, **_: [{**verdict, "verdict": "truncated", "output": "x"}],
     )
     monkeypatch.setenv("REDIS_MAINT_JOBS__BACKUP__VERIFY_BEFORE_UPLOAD", "true")
     result, run = run_backup(cli)
     assert_clean_failure(result, run, backup_env, says="failed its integrity check")
     assert objects() == {}
     from config import load_settings
+    from jobs import REGISTRY
 
-    record = Catalog(HistoryStore(load_settings().history_url)).get(run["summary"]["backup_id"])
+    record = Catalog(HistoryStore(load_settings(jobs=REGISTRY).history_url)).get(run["summary"]["backup_id"])
     assert record.status == "failed" and record.checks[0]["verdict"] == "truncated"
 
     monkeypatch.setattr(
-        integrity, "check_snapshot", lambda ctx, snap: [{**verdict, "verdict": "ok", "output": ""}]
+        integrity, "check_snapshot", lambda env, snap, **_: [{**verdict, "verdict": "ok", "output": ""}]
     )
     result, run = run_backup(cli)
     assert run["status"] == "succeeded", run["error"]

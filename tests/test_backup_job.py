@@ -138,8 +138,9 @@ def test_verify_catches_a_flipped_byte_and_records_it(cli, redis_server, bucket,
 
 def settings_history() -> str:
     from config import load_settings
+    from jobs import REGISTRY
 
-    return load_settings().history_url
+    return load_settings(jobs=REGISTRY).history_url
 
 
 def test_verify_reports_a_missing_object(cli, redis_server, backup_env):

@@ -1,4 +1,4 @@
-"""Ad hoc backups never prune the nightly ones (issue 10, item 5): keep_within, --no-prune,
+"""Ad hoc backups never prune the nightly ones: keep_within, --no-prune,
 `backups keep` / `unkeep`, and what a backup run says about retention. Real Redis, SQLite,
 local directory and S3 (moto's server) targets."""
 
@@ -90,7 +90,12 @@ def test_keep_and_unkeep_are_recorded_with_who_and_why(cli, local):
         "succeeded",
         "alice",
     )
-    assert row["summary"] == {"backup_id": backup_id, "reason": "before the schema change"}
+    # Like every run's: what the job did, and how long the run took.
+    assert row["summary"] == {
+        "backup_id": backup_id,
+        "reason": "before the schema change",
+        "duration_s": row["summary"]["duration_s"],
+    }
 
     listed = json_out(cli("backups", "list", "--json"))[0]
     assert (listed["kept"], listed["kept_reason"], listed["kept_by"]) == (

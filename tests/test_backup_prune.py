@@ -99,10 +99,11 @@ def test_incomplete_backups_untouched_for_a_day_are_removed(tmp_path):
 
 def test_a_failed_backup_prunes_nothing_and_the_next_success_does(cli, redis_server, backup_env, monkeypatch):
     from config import load_settings
+    from jobs import REGISTRY
 
-    settings = load_settings()
+    settings = load_settings(jobs=REGISTRY)
     catalog = Catalog(HistoryStore(settings.history_url))
-    target = open_target(settings.backup_target)
+    target = open_target(settings.target.uri)
     old = [fake_backup(target, catalog, datetime(2024, 3, 10 - n, 3, tzinfo=UTC)) for n in range(3)]
     fill_sessions(redis_server.client(), 100)
     monkeypatch.setenv("REDIS_MAINT_JOBS__BACKUP__KEEP_DAILY", "1")
@@ -123,10 +124,11 @@ def test_a_failed_backup_prunes_nothing_and_the_next_success_does(cli, redis_ser
 
 def test_a_pending_backup_left_by_a_killed_run_is_marked_failed_by_the_next(cli, redis_server, backup_env):
     from config import load_settings
+    from jobs import REGISTRY
 
-    settings = load_settings()
+    settings = load_settings(jobs=REGISTRY)
     catalog = Catalog(HistoryStore(settings.history_url))
-    abandoned = fake_backup(open_target(settings.backup_target), catalog, utcnow(), complete=False)
+    abandoned = fake_backup(open_target(settings.target.uri), catalog, utcnow(), complete=False)
     assert catalog.get(abandoned).status == "pending"
     fill_sessions(redis_server.client(), 10)
     assert json_out(cli("run", "backup", "--json"))["status"] == "succeeded"

@@ -9,16 +9,18 @@ import pytest
 from config import load_settings
 from config.loader import SHIPPED_CONFIG
 from config.sample import render_sample
+from config.schema import with_jobs
+from jobs import REGISTRY
 from redis_maint.durations import format_duration, parse_duration
-from redis_maint.errors import ConfigError
+from redis_maint.errors import ConfigError, MaintenanceError
 from redis_maint.schedules import parse_schedule
 
 
 def test_shipped_config_is_the_schema_defaults():
-    assert SHIPPED_CONFIG.read_text() == render_sample(), (
+    assert SHIPPED_CONFIG.read_text() == render_sample(with_jobs(REGISTRY)), (
         "run: redis-maint config sample > config/redis-maint.toml"
     )
-    shipped = load_settings(environ={})
+    shipped = load_settings(jobs=REGISTRY, environ={})
     assert shipped.redis_url == "redis://localhost:6379/0"
     assert shipped.timezone == "UTC"
 
@@ -29,7 +31,9 @@ def test_env_overrides_file_which_overrides_defaults(tmp_path):
         'instance = "from-file"\ncheck_image = "img:file"\n[jobs.health]\nschedule = "*/5 * * * *"\n'
     )
     s = load_settings(
-        path, environ={"REDIS_MAINT_CHECK_IMAGE": "img:env", "REDIS_MAINT_JOBS__HEALTH__PING_WARNING_MS": "7"}
+        path,
+        environ={"REDIS_MAINT_CHECK_IMAGE": "img:env", "REDIS_MAINT_JOBS__HEALTH__PING_WARNING_MS": "7"},
+        jobs=REGISTRY,
     )
     assert s.instance == "from-file"
     assert s.check_image == "img:env"
@@ -43,18 +47,18 @@ def test_public_env_names_map_to_settings():
         "REDIS_MAINT_REDIS_URL": "rediss://:pw@cache:6380/1",
         "REDIS_MAINT_DATA_DIR": "/srv/redis",
         "REDIS_MAINT_HISTORY_URL": "postgresql://u@db/maint",
-        "REDIS_MAINT_BACKUP_TARGET": "s3://my-bucket/redis",
+        "REDIS_MAINT_TARGET__URI": "s3://my-bucket/redis",
         "REDIS_MAINT_CHECK_IMAGE": "redis:7.2-alpine",
         "REDIS_MAINT_TIMEZONE": "Europe/London",
         "REDIS_MAINT_JOBS__HEALTH__SCHEDULE": "every 30s",
     }
-    s = load_settings(environ=env)
+    s = load_settings(jobs=REGISTRY, environ=env)
     assert (s.redis_url, s.data_dir, s.history_url) == (
         env["REDIS_MAINT_REDIS_URL"],
         "/srv/redis",
         env["REDIS_MAINT_HISTORY_URL"],
     )
-    assert (s.backup_target, s.check_image, s.timezone) == (
+    assert (s.target.uri, s.check_image, s.timezone) == (
         "s3://my-bucket/redis",
         "redis:7.2-alpine",
         "Europe/London",
@@ -71,7 +75,7 @@ def test_every_bad_field_is_reported_at_once_with_value_and_source(tmp_path):
         "REDIS_MAINT_JOBS__HEALTH__TIMEOUT": "ten minutes",
     }
     with pytest.raises(ConfigError) as info:
-        load_settings(path, environ=env)
+        load_settings(path, environ=env, jobs=REGISTRY)
     problems = info.value.problems
     text = "\n".join(problems)
     assert len(problems) == 5, text
@@ -94,17 +98,17 @@ def test_unknown_env_setting_is_an_error():
     with pytest.raises(
         ConfigError, match=r"jobs\.helth: unknown setting \(from env REDIS_MAINT_JOBS__HELTH__SCHEDULE\)"
     ):
-        load_settings(environ={"REDIS_MAINT_JOBS__HELTH__SCHEDULE": "off"})
+        load_settings(jobs=REGISTRY, environ={"REDIS_MAINT_JOBS__HELTH__SCHEDULE": "off"})
 
 
 def test_missing_explicit_config_file_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
-        load_settings(environ={"REDIS_MAINT_CONFIG": str(tmp_path / "nope.toml")})
+        load_settings(jobs=REGISTRY, environ={"REDIS_MAINT_CONFIG": str(tmp_path / "nope.toml")})
 
 
 def test_password_in_a_bad_value_is_masked():
     with pytest.raises(ConfigError) as info:
-        load_settings(environ={"REDIS_MAINT_REDIS_URL": "http://user:s3cret@host/"})
+        load_settings(jobs=REGISTRY, environ={"REDIS_MAINT_REDIS_URL": "http://user:s3cret@host/"})
     assert "s3cret" not in str(info.value)
 
 
@@ -157,7 +161,7 @@ def test_duration_round_trip():
 )
 def test_a_duration_setting_without_a_unit_exits_2_naming_field_and_source(env, value):
     with pytest.raises(ConfigError) as info:
-        load_settings(environ={env: value})
+        load_settings(jobs=REGISTRY, environ={env: value})
     assert info.value.exit_code == 2
     assert "has no unit" in str(info.value)
     assert f"env {env}" in str(info.value)
@@ -167,7 +171,7 @@ def test_a_duration_without_a_unit_in_toml_is_refused(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text("[jobs.session_sweep]\nmax_age = 2\n")
     with pytest.raises(ConfigError) as info:
-        load_settings(config_path=path, environ={})
+        load_settings(jobs=REGISTRY, config_path=path, environ={})
     assert "jobs.session_sweep.max_age" in str(info.value)
     assert "did you mean 2h or 2d?" in str(info.value)
 
@@ -175,19 +179,19 @@ def test_a_duration_without_a_unit_in_toml_is_refused(tmp_path):
 @pytest.mark.parametrize("env", ["REDIS_MAINT_JOBS__HEALTH__TIMEOUT", "REDIS_MAINT_REDIS_TIMEOUT"])
 def test_a_timeout_of_zero_is_a_config_error(env):
     with pytest.raises(ConfigError) as info:
-        load_settings(environ={env: "0s"})
+        load_settings(jobs=REGISTRY, environ={env: "0s"})
     assert "must be longer than 0s" in str(info.value)
 
 
 @pytest.mark.parametrize("expr", ["0 3 31 2 *", "0 3 30 2 *", "0 3 31 4 *"])
 def test_a_schedule_that_can_never_fire_is_a_config_error(expr):
     with pytest.raises(ConfigError) as info:
-        load_settings(environ={"REDIS_MAINT_JOBS__BACKUP__SCHEDULE": expr})
+        load_settings(jobs=REGISTRY, environ={"REDIS_MAINT_JOBS__BACKUP__SCHEDULE": expr})
     assert "can never fire" in str(info.value)
 
 
 def test_a_leap_day_schedule_is_accepted():
-    settings = load_settings(environ={"REDIS_MAINT_JOBS__BACKUP__SCHEDULE": "0 3 29 2 *"})
+    settings = load_settings(jobs=REGISTRY, environ={"REDIS_MAINT_JOBS__BACKUP__SCHEDULE": "0 3 29 2 *"})
     assert str(settings.job("backup").schedule) == "0 3 29 2 *"
 
 
@@ -209,3 +213,44 @@ def test_schedules_parse(text, kind):
 def test_bad_schedules_are_rejected(text):
     with pytest.raises(ValueError):
         parse_schedule(text)
+
+
+@pytest.mark.parametrize(
+    ("old", "value", "read"),
+    [
+        ("REDIS_MAINT_BACKUP_TARGET", "s3://old-name/x", lambda s: s.target.uri),
+        ("REDIS_MAINT_JOBS__BACKUP__S3__STORAGE_CLASS", "STANDARD_IA", lambda s: s.target.s3.storage_class),
+        ("REDIS_MAINT_NOTIFY__BACKUP_RPO", "30h", lambda s: format_duration(s.job("backup-age").rpo)),
+        ("REDIS_MAINT_JOBS__SESSION_SWEEP__KEY_PATTERN", "sess:*", lambda s: s.sessions.key_pattern),
+        ("REDIS_MAINT_JOBS__SESSION_SWEEP__SCAN_COUNT", "500", lambda s: s.sessions.scan_count),
+    ],
+)
+def test_a_setting_under_its_old_name_still_works_and_warns(old, value, read, caplog):
+    with caplog.at_level("WARNING", logger="config"):
+        s = load_settings(environ={old: value}, jobs=REGISTRY)
+    assert str(read(s)) in (value, "1d6h")  # 30h is shown as 1d6h
+    assert any("rename it" in str(r.__dict__.get("setting")) for r in caplog.records)
+
+
+def test_an_old_name_in_the_environment_beats_the_new_name_in_the_file(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[target]\nuri = "./from-file"\n')
+    s = load_settings(path, environ={"REDIS_MAINT_BACKUP_TARGET": "./from-env"})
+    assert s.target.uri == "./from-env"
+
+
+def test_old_and_new_name_from_the_same_source_is_an_error(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('backup_target = "./a"\n[target]\nuri = "./b"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+    assert "backup_target" in str(info.value) and "keep only target.uri" in str(info.value)
+
+
+def test_without_the_jobs_models_job_tables_are_not_read():
+    s = load_settings(environ={"REDIS_MAINT_JOBS__HEALTH__BOGUS": "1"})
+    assert s.target.uri == "./var/backups"
+    with pytest.raises(MaintenanceError, match="were not loaded"):
+        s.job("health")
+    with pytest.raises(ConfigError):
+        load_settings(environ={"REDIS_MAINT_JOBS__HEALTH__BOGUS": "1"}, jobs=REGISTRY)

@@ -149,9 +149,9 @@ def test_a_missing_database_driver_is_a_clean_error_not_a_traceback(cli, monkeyp
 AS_NOBODY = """
 import os, sys, sqlite3.dbapi2, csv, json
 import sqlalchemy.dialects.sqlite.pysqlite
-import config, redis_maint.cli.history_cmd, redis_maint.history.db_errors
+import config, jobs, redis_maint.cli.history_cmd, redis_maint.history.db_errors
 from redis_maint.cli import cli
-config.load_settings()  # import what settings need while the interpreter's files are readable
+config.load_settings(jobs=jobs.REGISTRY)  # import what settings need while the interpreter's files are readable
 os.setgroups([]); os.setgid(%(uid)d); os.setuid(%(uid)d)
 sys.exit(cli.main(sys.argv[1:], prog_name="redis-maint"))
 """

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 import yaml
 
+from jobs import REGISTRY
 from tests.conftest import ROOT
 from tests.services import in_ci
 
@@ -72,8 +73,8 @@ def test_every_setting_in_the_compose_file_is_a_real_setting(monkeypatch):
         REDIS_MAINT_DAEMON__DRAIN_GRACE="25s",
     )
     values = {k: v for k, v in values.items() if v != ""}
-    settings = load_settings(environ=values)
-    assert settings.notify.backup_rpo.total_seconds() == 26 * 3600
+    settings = load_settings(environ=values, jobs=REGISTRY)
+    assert settings.job("backup-age").rpo.total_seconds() == 26 * 3600
     assert str(settings.job("backup").schedule) == "0 3 * * *"
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 
 import jobs
 from config import load_settings
+from jobs import REGISTRY
 from redis_maint.history import db
 from redis_maint.history.runs import HistoryStore, Run
 from redis_maint.run import runner
@@ -71,7 +72,7 @@ class _Blocking:
 def _run_in_thread(monkeypatch, body: _Blocking, lease_ttl: str) -> tuple[threading.Thread, list[Run]]:
     monkeypatch.setenv("REDIS_MAINT_LOCK__LEASE_TTL", lease_ttl)
     monkeypatch.setitem(jobs.REGISTRY, "health", dataclasses.replace(jobs.REGISTRY["health"], run=body))
-    settings = load_settings()
+    settings = load_settings(jobs=REGISTRY)
     result: list[Run] = []
     thread = threading.Thread(
         target=lambda: result.append(runner.execute(settings, "health", trigger="manual", requested_by="t"))

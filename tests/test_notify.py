@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from config import load_settings
+from jobs import REGISTRY
 from redis_maint.history.runs import HistoryStore, RunStatus
 from redis_maint.observe import notify
 from tests.webhook import WebhookServer
@@ -103,7 +104,7 @@ def test_the_webhook_is_retried_with_backoff_and_a_dead_one_never_fails_the_job(
 
 def test_a_client_error_is_not_retried(redis_server, hook):
     hook.codes[:] = [404]
-    cfg = load_settings().notify
+    cfg = load_settings(jobs=REGISTRY).notify
     assert notify.send(cfg, hook.url + "/gone", {"x": 1}, what="test") is False
     assert len(hook.requests) == 1
 
@@ -155,7 +156,7 @@ def test_backup_age_guard_waits_for_the_first_backup_of_a_fresh_install(cli):
 def test_a_failed_backup_makes_exactly_one_webhook_call_without_credentials(
     cli, hook, redis_server, s3, monkeypatch
 ):
-    monkeypatch.setenv("REDIS_MAINT_BACKUP_TARGET", "s3://no-such-bucket-here/redis")
+    monkeypatch.setenv("REDIS_MAINT_TARGET__URI", "s3://no-such-bucket-here/redis")
     monkeypatch.setenv("REDIS_MAINT_JOBS__BACKUP__VERIFY_BEFORE_UPLOAD", "false")
     result = cli("run", "backup", "--json")
     assert result.exit_code == 1

@@ -1,4 +1,4 @@
-"""Retention, verify and restore never follow a symbolic link in a local target (issue 10, item 4).
+"""Retention, verify and restore never follow a symbolic link in a local target.
 
 Each test puts a link where a backup directory or file should be, pointing at real data
 (a live redis-server's data dir, or a directory full of files), and checks that nothing

@@ -123,7 +123,7 @@ def test_incomplete_backups_are_removed_only_after_a_day_without_writes():
     assert [s.backup_id for s in found] == ["old"]
 
 
-# ---- keep_within and kept backups (issue 10, item 5) ----
+# ---- keep_within and kept backups ----
 
 ONLY_DAILY = Policy(keep_daily=1, keep_weekly=0, keep_monthly=0)
 

@@ -217,10 +217,11 @@ def test_older_than_rejects_a_bad_duration(redis_server, cli):
 def test_sweep_refuses_to_overlap_a_running_sweep(redis_server, cli_process):
     put(redis_server.client(), "session:x", session(server_now_ms(redis_server.client()) - 1 * DAY_MS))
     from config import load_settings
+    from jobs import REGISTRY
     from redis_maint.history.leases import Lease
     from redis_maint.history.runs import HistoryStore
 
-    settings = load_settings()
+    settings = load_settings(jobs=REGISTRY)
     lease = Lease.acquire(HistoryStore(settings.history_url), "session-sweep", settings.lock.lease_ttl)
     try:
         result = cli_process("sessions", "sweep", "--json")
@@ -248,9 +249,9 @@ def test_sigterm_stops_a_foreground_sweep_between_batches(redis_server, monkeypa
     total = 40_000
     stale = seed(client, total)
     tiny_batches = {  # a slow sweep, so that the signal lands mid-way
-        "REDIS_MAINT_JOBS__SESSION_SWEEP__SCAN_COUNT": "10",
-        "REDIS_MAINT_JOBS__SESSION_SWEEP__READ_BATCH": "1",
-        "REDIS_MAINT_JOBS__SESSION_SWEEP__ACT_BATCH": "1",
+        "REDIS_MAINT_SESSIONS__SCAN_COUNT": "10",
+        "REDIS_MAINT_SESSIONS__READ_BATCH": "1",
+        "REDIS_MAINT_SESSIONS__ACT_BATCH": "1",
     }
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "scheduler.py"), "sessions", "sweep", "--json"],

@@ -20,8 +20,9 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from redis_maint.errors import ContainerError, JobCancelledError
 
@@ -29,9 +30,30 @@ if TYPE_CHECKING:
     from docker import DockerClient
     from docker.models.containers import Container
 
-    from config.schema import DockerSettings
-
 log = logging.getLogger("redis_maint.checks.containers")
+
+
+class DockerOptions(Protocol):
+    """What throwaway containers need to know (the [docker] settings have all of it)."""
+
+    url: str
+    pull_policy: str
+    timeout: timedelta
+    mem_limit: str
+    pids_limit: int
+    user: str
+    snapshot_dir: str
+    snapshot_host_dir: str
+    snapshot_volume: str
+
+
+@dataclass(frozen=True)
+class CheckEnv:
+    """The engine's options and the image that holds redis-check-aof/rdb and redis-server."""
+
+    docker: DockerOptions
+    image: str
+
 
 LABEL_MANAGED = "redis-maint.managed"
 LABEL_RUN = "redis-maint.run-id"
@@ -57,7 +79,7 @@ class MountPlan:
     workdir: str  # the local directory's path inside the container
 
 
-def plan_mount(local_dir: Path, docker: DockerSettings, target: str = "/check") -> MountPlan:
+def plan_mount(local_dir: Path, docker: DockerOptions, target: str = "/check") -> MountPlan:
     """Map `local_dir` (as this process sees it) to a mount the Docker daemon can resolve.
 
     - no mapping configured: this process runs on the host, its paths are host paths;
@@ -100,7 +122,7 @@ class Finished:
 class Engine:
     """One Docker engine, reached lazily. Every failure to reach it is a ContainerError."""
 
-    def __init__(self, docker: DockerSettings, run_id: int | str) -> None:
+    def __init__(self, docker: DockerOptions, run_id: int | str) -> None:
         self.settings = docker
         self.run_id = str(run_id)
         self._client: DockerClient | None = None
@@ -328,7 +350,7 @@ def _short(exc: BaseException) -> str:
     return text[:300] + ("…" if len(text) > 300 else "")
 
 
-def engine_status(docker: DockerSettings, image: str) -> str:
+def engine_status(docker: DockerOptions, image: str) -> str:
     """The doctor's line: engine reachable and the check image present (never pulls)."""
     from docker.errors import ImageNotFound
 

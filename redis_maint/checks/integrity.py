@@ -12,6 +12,7 @@ each followed by a marker line carrying its exit code, so one container gives ev
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shlex
 import shutil
@@ -21,13 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from redis_maint.checks.containers import ContainerSpec, Engine, Finished, plan_mount
+from redis_maint.checks.containers import CheckEnv, ContainerSpec, Engine, Finished, plan_mount
 from redis_maint.checks.verdicts import AOF_TOOL, RDB_TOOL, CheckResult, Verdict, failed, parse
 from redis_maint.errors import IntegrityError
 
 if TYPE_CHECKING:
-    from jobs.base import JobContext
     from redis_maint.snapshot.take import Snapshot
+
+log = logging.getLogger("redis_maint.checks.integrity")
 
 MARK = "@@redis-maint-check@@"
 CHUNK = 1 << 20
@@ -49,16 +51,19 @@ def targets(aof: str | None, rdb: str | None) -> list[Target]:
     return found
 
 
-def check_snapshot(ctx: JobContext, snapshot: Snapshot) -> list[dict[str, Any]]:
+def check_snapshot(
+    env: CheckEnv,
+    snapshot: Snapshot,
+    *,
+    run_id: int | str,
+    cancel: threading.Event | None,
+    timeout_s: float,
+) -> list[dict[str, Any]]:
     """Check a snapshot's AOF set and RDB; one `{file, tool, verdict, offset, output}` per tool."""
-    ctx.checkpoint()
     private_copies(snapshot.root, ((f.path, f.sha256) for f in snapshot.files))
     found = targets(snapshot.aof_manifest, snapshot.rdb)
-    timeout_s = min(ctx.settings.docker.timeout.total_seconds(), max(ctx.remaining().total_seconds(), 1.0))
-    results = check_dir(
-        ctx.settings, snapshot.root, found, run_id=ctx.run_id, cancel=ctx.cancel, timeout_s=timeout_s
-    )
-    ctx.log.info(
+    results = check_dir(env, snapshot.root, found, run_id=run_id, cancel=cancel, timeout_s=timeout_s)
+    log.info(
         "integrity checked",
         extra={"checks": [(r.file, str(r.verdict)) for r in results], "root": str(snapshot.root)},
     )
@@ -81,7 +86,7 @@ def describe_failures(checks: list[dict[str, Any]]) -> str:
 
 
 def check_dir(
-    settings: Any,
+    env: CheckEnv,
     root: Path,
     found: list[Target],
     *,
@@ -92,15 +97,15 @@ def check_dir(
     """Run the tools on `root` (a disposable copy the container may open read-write)."""
     if not found:
         return []
-    engine = Engine(settings.docker, run_id)
+    engine = Engine(env.docker, run_id)
     try:
-        engine.ensure_image(settings.check_image)
-        hand_over(root, settings.docker.user)
+        engine.ensure_image(env.image)
+        hand_over(root, env.docker.user)
         spec = ContainerSpec(
-            image=settings.check_image,
+            image=env.image,
             command=["sh", "-c", script(found)],
             purpose="check",
-            mount=plan_mount(root, settings.docker),
+            mount=plan_mount(root, env.docker),
         )
         finished = engine.run(spec, timeout_s, cancel)
     finally:

@@ -20,13 +20,13 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from redis_maint.backup import stored
 from redis_maint.checks import integrity
-from redis_maint.checks.containers import ContainerSpec, Engine, plan_mount
+from redis_maint.checks.containers import CheckEnv, ContainerSpec, Engine, plan_mount
 from redis_maint.errors import ContainerError, IntegrityError, JobCancelledError, JobTimeoutError
 from redis_maint.run.interrupts import signals_cancel
 from redis_maint.storage import Target
@@ -52,10 +52,10 @@ class DrillOptions:
     checkpoint: Callable[[], None] | None = None
 
 
-def deep_verify(settings: Any, target: Target, location: str, opts: DrillOptions) -> dict[str, Any]:
+def deep_verify(env: CheckEnv, target: Target, location: str, opts: DrillOptions) -> dict[str, Any]:
     """Download, check and load one backup; the `deep` part of a verify result (`ok` included)."""
     deadline = time.monotonic() + opts.timeout_s
-    work = Path(settings.docker.snapshot_dir) / f"verify-{opts.run_id}-{secrets.token_hex(3)}"
+    work = Path(env.docker.snapshot_dir) / f"verify-{opts.run_id}-{secrets.token_hex(3)}"
     result: dict[str, Any] = {"ok": False, "checks": [], "server": None, "problems": []}
     try:
         t0 = time.monotonic()
@@ -66,8 +66,8 @@ def deep_verify(settings: Any, target: Target, location: str, opts: DrillOptions
             return result
         result["download_s"] = round(time.monotonic() - t0, 3)
         result["source_keys"] = manifest.get("dbsize")
-        result["checks"] = _checks(settings, work, manifest, opts, deadline)
-        result["server"] = load_in_server(settings, work, manifest, opts, deadline)
+        result["checks"] = _checks(env, work, manifest, opts, deadline)
+        result["server"] = load_in_server(env, work, manifest, opts, deadline)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if not integrity.checks_ok(result["checks"]):
@@ -76,26 +76,24 @@ def deep_verify(settings: Any, target: Target, location: str, opts: DrillOptions
     return result
 
 
-def _checks(settings: Any, work: Path, manifest: dict[str, Any], opts: DrillOptions, deadline: float) -> list:
+def _checks(env: CheckEnv, work: Path, manifest: dict[str, Any], opts: DrillOptions, deadline: float) -> list:
     found = integrity.targets(manifest.get("aof_manifest"), manifest.get("rdb"))
     results = integrity.check_dir(
-        settings, work, found, run_id=opts.run_id, cancel=opts.cancel, timeout_s=_left(deadline)
+        env, work, found, run_id=opts.run_id, cancel=opts.cancel, timeout_s=_left(deadline)
     )
     return [r.to_dict() for r in results]
 
 
 def load_in_server(
-    settings: Any, data: Path, manifest: dict[str, Any], opts: DrillOptions, deadline: float
+    env: CheckEnv, data: Path, manifest: dict[str, Any], opts: DrillOptions, deadline: float
 ) -> dict[str, Any]:
     """Start redis-server on `data` in a throwaway container; count what it loaded."""
-    engine = Engine(settings.docker, opts.run_id)
+    engine = Engine(env.docker, opts.run_id)
     try:
-        engine.ensure_image(settings.check_image)
-        integrity.hand_over(data, settings.docker.user)
-        mount = plan_mount(data, settings.docker)
-        spec = ContainerSpec(
-            settings.check_image, server_command(manifest, mount.workdir), "verify-server", mount
-        )
+        engine.ensure_image(env.image)
+        integrity.hand_over(data, env.docker.user)
+        mount = plan_mount(data, env.docker)
+        spec = ContainerSpec(env.image, server_command(manifest, mount.workdir), "verify-server", mount)
         t0 = time.monotonic()
         with engine.started(spec, _left(deadline)) as container:
             _wait_until_loaded(engine, container, deadline, opts.cancel)
@@ -191,31 +189,17 @@ def _left(deadline: float) -> float:
 
 
 def add_deep(
-    settings: Any,
-    target: Target,
-    location: str,
-    result: dict[str, Any],
-    *,
-    run_id: int | str,
-    cancel: threading.Event | None = None,
-    checkpoint: Callable[[], None] | None = None,
+    env: CheckEnv, target: Target, location: str, result: dict[str, Any], opts: DrillOptions
 ) -> dict[str, Any]:
     """Extend a `stored.verify` result with the drill (skipped when a sha256 already failed)."""
     if not result["ok"]:
         result["deep"] = {"ok": False, "skipped": "the stored files failed their sha256 check"}
         return result
-    job = settings.job("backup-verify")
-    opts = DrillOptions(
-        run_id=run_id,
-        timeout_s=job.timeout.total_seconds(),
-        session_pattern=job.session_pattern,
-        db=session_db(settings.redis_url),
-        cancel=cancel or threading.Event(),
-        checkpoint=checkpoint,
-    )
+    if opts.cancel is None:
+        opts = replace(opts, cancel=threading.Event())
     # SIGTERM/^C in a foreground `backups verify --deep` kills and removes the containers too.
     with signals_cancel(opts.cancel):
-        deep = deep_verify(settings, target, location, opts)
+        deep = deep_verify(env, target, location, opts)
     result["deep"] = deep
     result["problems"] = [*result["problems"], *deep["problems"]]
     result["ok"] = bool(deep["ok"])

@@ -15,8 +15,10 @@ def config() -> None:
 def sample() -> None:
     """Print every setting with its default and description, as TOML."""
     from config.sample import render_sample
+    from config.schema import with_jobs
+    from jobs import REGISTRY
 
-    click.echo(render_sample(), nl=False)
+    click.echo(render_sample(with_jobs(REGISTRY)), nl=False)
 
 
 @config.command()

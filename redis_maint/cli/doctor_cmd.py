@@ -15,6 +15,7 @@ def doctor(app: App, as_json: bool) -> None:
     Exit 0 when every check that ran passed, 1 if any failed, 2 when the settings are invalid.
     """
     from config.loader import config_source
+    from jobs import docker_verdicts
     from redis_maint.errors import ConfigError
     from redis_maint.observe.doctor import CheckResult, run_checks
 
@@ -26,7 +27,7 @@ def doctor(app: App, as_json: bool) -> None:
         raise click.exceptions.Exit(exc.exit_code) from None
     results = [
         CheckResult("config", True, f"valid; file {source}, then REDIS_MAINT_* variables"),
-        *run_checks(settings),
+        *run_checks(settings, docker_verdicts(settings)),
     ]
     _report(results, as_json)
     raise click.exceptions.Exit(0 if all(r.ok for r in results) else 1)

@@ -84,18 +84,19 @@ def sweep_cmd(
 
 def _refuse_early_sweep(app: App, params: Any, as_json: bool, requested_by: str | None) -> None:
     """Dry-pass the sweep as asked (the real engine, changing nothing) and refuse with its counts."""
-    from jobs.session_sweep import sweep_plan
+    from jobs import session_runs
+    from jobs.session_sweep import plan_for
     from redis_maint import sessions
     from redis_maint.durations import format_duration
 
-    def dry_pass(client, settings, s) -> Any:
+    def dry_pass(client, settings) -> Any:
         return sessions.sweep(
             client,
             settings.redis_url,
-            sweep_plan(s, params, dry_run=True, stale_after=params.older_than),
-            batching=sessions.Batching(scan_count=s.scan_count, read_batch=s.read_batch),
+            plan_for(settings, settings.job("session-sweep"), params, True, params.older_than),
+            batching=session_runs.batching(settings.sessions),
             timeout=settings.redis_timeout,
-            idle_cpu=s.idle_cpu,
+            idle_cpu=settings.sessions.idle_cpu,
         )
 
     report = _with_redis(app, dry_pass)
@@ -206,30 +207,30 @@ def _suggest(app: App, args: list[str], as_json: bool, requested_by: str | None)
 
 
 def count_sessions(app: App, by_org: bool) -> dict[str, Any]:
-    from jobs.session_sweep import layout
+    from jobs import session_runs
     from redis_maint import sessions
 
-    def census(client, settings, s) -> dict[str, Any]:
+    def census(client, settings) -> dict[str, Any]:
         return sessions.count(
             client,
             settings.redis_url,
-            layout(s),
+            session_runs.layout(settings.sessions),
             by_org=by_org,
-            batching=sessions.Batching(scan_count=s.scan_count, read_batch=s.read_batch),
+            batching=session_runs.batching(settings.sessions),
             timeout=settings.redis_timeout,
-            idle_cpu=s.idle_cpu,
+            idle_cpu=settings.sessions.idle_cpu,
         )
 
     return _with_redis(app, census)
 
 
 def _with_redis(app: App, fn: Callable[..., Any]) -> Any:
-    """`fn(client, settings, session-sweep settings)` on a connection to the maintained Redis."""
+    """`fn(client, settings)` on a connection to the maintained Redis."""
     from redis_maint.redis_conn import connect
 
     settings = app.settings()
     client = connect(settings.redis_url, settings.redis_timeout)
     try:
-        return fn(client, settings, settings.job("session-sweep"))
+        return fn(client, settings)
     finally:
         client.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +55,12 @@ def check_history(settings: Any) -> str:
     return f"{store.safe_url} writable"
 
 
-def check_docker(settings: Any) -> str:
+def check_docker(settings: Any, needs: list[tuple[bool, str]]) -> str:
     """The engine that runs the integrity checks answers, and the check image is there; only
     when an enabled job will start containers (a sidecar without the Docker socket is fine)."""
     from redis_maint.checks.containers import engine_status
 
-    verdicts = docker_verdicts(settings)
+    verdicts = needs
     users = [why for needed, why in verdicts if needed]
     if not users:
         raise Skipped(
@@ -69,52 +70,27 @@ def check_docker(settings: Any) -> str:
     return f"{engine_status(settings.docker, settings.check_image)} (needed by {'; '.join(users)})"
 
 
-def docker_verdicts(settings: Any) -> list[tuple[bool, str]]:
-    """For each job that can start containers: (needs Docker now, why), read from its settings."""
-    backup, verify = settings.job("backup"), settings.job("backup-verify")
-    return [
-        _scheduled("aof-check", settings.job("aof-check"), "runs redis-check-aof/rdb in a container"),
-        _scheduled("backup", backup, "verify_before_upload = true")
-        if backup.verify_before_upload
-        else (False, "backup: verify_before_upload = false"),
-        # backup-verify's restore drill is always deep; a `deep` switch, if one is added, is honoured.
-        _scheduled("backup-verify", verify, "its restore drill runs in containers")
-        if getattr(verify, "deep", True)
-        else (False, "backup-verify: deep = false"),
-    ]
-
-
-def _scheduled(job: str, job_settings: Any, why: str) -> tuple[bool, str]:
-    schedule = job_settings.schedule
-    if schedule.kind == "off":
-        return False, f"{job}: schedule off"
-    return True, f"{job} ({schedule}): {why}"
-
-
 def check_backup_target(settings: Any) -> str:
     """The backup target answers and accepts a write (a probe object, deleted again)."""
-    from jobs.backup import open_backup_target
-
-    target = open_backup_target(settings)
+    target = settings.target.open()
     try:
         return target.check_writable()
     finally:
         target.close()
 
 
-# Checks in the order they print; jobs' infrastructure modules add theirs here.
-CHECKS: list[tuple[str, Callable[[Any], str]]] = [
-    ("redis", check_redis),
-    ("data dir", check_data_dir),
-    ("history", check_history),
-    ("backups", check_backup_target),
-    ("docker", check_docker),
-]
-
-
-def run_checks(settings: Any) -> list[CheckResult]:
+def run_checks(settings: Any, docker_needs: list[tuple[bool, str]]) -> list[CheckResult]:
+    """Every check in the order it prints. `docker_needs`: (needs Docker, why) per job that can
+    start containers, so the engine is checked only when an enabled job will use it."""
+    checks: list[tuple[str, Callable[[Any], str]]] = [
+        ("redis", check_redis),
+        ("data dir", check_data_dir),
+        ("history", check_history),
+        ("backups", check_backup_target),
+        ("docker", partial(check_docker, needs=docker_needs)),
+    ]
     results = []
-    for name, check in CHECKS:
+    for name, check in checks:
         try:
             results.append(CheckResult(name, True, check(settings)))
         except Skipped as exc:

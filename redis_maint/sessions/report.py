@@ -1,4 +1,4 @@
-"""The figures of one sweep, in the shape the issue fixes for the run summary."""
+"""The figures of one sweep, in the documented shape of the run summary (README: Sessions)."""
 
 from __future__ import annotations
 

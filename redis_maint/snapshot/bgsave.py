@@ -1,4 +1,7 @@
-"""BGSAVE and wait for it, judged from INFO persistence (DESIGN.md: BGSAVE replies, Completion).
+"""BGSAVE and wait for it, judged from INFO persistence.
+
+BGSAVE answers "Background saving started", "already in progress", or (during an AOF rewrite)
+"Another child process is active"; success means rdb_last_bgsave_status:ok afterwards.
 
 redis-py turns both success replies into True, so we send a plain BGSAVE first to learn
 whether a save started, was already running, or must be scheduled behind an AOF rewrite,

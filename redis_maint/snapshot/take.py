@@ -1,4 +1,5 @@
-"""Consistent copies of a live Redis's data files (DESIGN.md: Redis 7 persistence).
+"""Consistent copies of a live Redis's data files. Redis writes dump.rdb under a temp name and
+renames it, so it can be copied live; the AOF set is copied while automatic rewrites are paused.
 
 `take_snapshot` runs BGSAVE and waits for it, pauses automatic AOF rewrites, then copies
 dump.rdb and the AOF set (Redis 7 manifest + the files it names, or a legacy single

@@ -156,7 +156,7 @@ class LocalTarget:
         except OSError as exc:
             raise StorageError(
                 f"backup dir {self.root} is not writable: {exc.strerror}; "
-                f"create it and let uid {os.getuid()} write there, or set REDIS_MAINT_BACKUP_TARGET"
+                f"create it and let uid {os.getuid()} write there, or set REDIS_MAINT_TARGET__URI"
             ) from None
         return f"{self.root} writable"
 

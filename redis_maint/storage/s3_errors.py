@@ -51,7 +51,7 @@ def _client_error(exc: ClientError, action: str, where: str, at: str) -> Storage
         bucket = where.removeprefix("s3://").split("/", 1)[0]
         return StorageError(
             f"cannot {action} {where}: bucket {bucket!r} does not exist{at}. "
-            "Create it, or fix the bucket in REDIS_MAINT_BACKUP_TARGET"
+            "Create it, or fix the bucket in REDIS_MAINT_TARGET__URI"
         )
     if code in _MISSING:
         return ObjectNotFound(f"{where} does not exist{at}")
@@ -70,7 +70,7 @@ def _client_error(exc: ClientError, action: str, where: str, at: str) -> Storage
         return StorageError(
             f"cannot {action} {where}: the store refused the request ({code}: {message}){at}. "
             "S3-compatible stores may not support boto3's default checksums: set "
-            "jobs.backup.s3.request_checksum_calculation and response_checksum_validation to "
+            "target.s3.request_checksum_calculation and response_checksum_validation to "
             "when_required (and checksum_algorithm to '' if it still fails)"
         )
     return StorageError(f"cannot {action} {where}: {code}: {message}{at}")
