@@ -109,7 +109,9 @@ def test_sigterm_waits_for_the_drain_grace_then_marks_interrupted(redis_server):
 
 
 def _settings(schedule: str):
-    return load_settings(environ={**os.environ, **_only_health_env(schedule)})
+    import jobs
+
+    return load_settings(environ={**os.environ, **_only_health_env(schedule)}, jobs=jobs.REGISTRY)
 
 
 def _succeeded_at(store: HistoryStore, when: datetime) -> None:
@@ -242,12 +244,15 @@ def test_sigterm_during_start_up_exits_cleanly(tmp_path):
 
 
 def test_schedules_use_the_configured_timezone():
+    import jobs
+
     settings = load_settings(
+        jobs=jobs.REGISTRY,
         environ={
             **os.environ,
             "REDIS_MAINT_JOBS__HEALTH__SCHEDULE": "0 3 * * *",
             "REDIS_MAINT_TIMEZONE": "America/New_York",
-        }
+        },
     )
     scheduler = Daemon(settings).build_scheduler()
     trigger = scheduler.get_job("health").trigger

@@ -128,3 +128,30 @@ def test_an_unreadable_history_is_reported_not_raised(tmp_path):
     store.engine = create_engine(f"sqlite:///{tmp_path}/missing-dir/none.db")
     sample = scrape(metrics)
     assert sample[("redis_maint_history_up", ())] == 0
+
+
+def test_metrics_and_notifications_observe_a_runner_the_same_way(redis_server, monkeypatch):
+    """Both are observers of the Runner: a run through it reaches the metrics and the webhook."""
+    from config import load_settings
+    from redis_maint.run.runner import build_runner
+    from tests.webhook import WebhookServer
+
+    hook = WebhookServer().start()
+    monkeypatch.setenv("REDIS_MAINT_NOTIFY__WEBHOOK_URL", hook.url + "/hook")
+    monkeypatch.setenv("REDIS_MAINT_REDIS_URL", "redis://127.0.0.1:1/0")
+    try:
+        store = _store()
+        runner = build_runner(load_settings(jobs=REGISTRY), store)  # notifications, as every process
+        metrics = Metrics(store, list(REGISTRY), "default")
+        runner.add_observer(metrics.observe)  # as the daemon adds its metrics
+        failed = runner.execute("health", trigger="manual")
+        skipped = runner.record("health", "scheduled", RunStatus.SKIPPED, error="held")
+    finally:
+        hook.stop()
+    sample = scrape(metrics)
+    assert failed.status == "failed" and skipped.status == "skipped"
+    assert sample[("redis_maint_job_duration_seconds_count", (("job", "health"),))] == 1, (
+        "skips have no duration"
+    )
+    (call,) = hook.posted("/hook")
+    assert (call["event"], call["run_id"]) == ("failure", failed.id)

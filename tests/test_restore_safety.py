@@ -249,6 +249,11 @@ def test_deep_verify_records_the_digest_a_restored_redis_must_match(
     assert server["digest"] == expected != "0" * 40
     people = cli("backups", "verify", summary["backup_id"], "--deep")
     assert f"digest   {expected}" in people.stdout
+    # Each was a run of its own in history (the drill takes that run's id, no invented cli-<pid>).
+    checks = json_out(cli("history", "--job", "backup-check", "--json"))
+    assert [(r["status"], r["summary"]["params"]) for r in checks] == [
+        ("succeeded", {"backup_id": summary["backup_id"], "deep": True})
+    ] * 2
     # The check the refusal message suggests holds for a Redis started on the restored files.
     restored = tmp_path / "restored"
     assert cli("backups", "restore", summary["backup_id"], "--target", str(restored)).exit_code == 0

@@ -37,16 +37,7 @@ def restore(
     checkpoint: stored.Checkpoint | None = None,
 ) -> dict[str, Any]:
     """Download, verify, then lay the files out in `directory`; refuses a directory a Redis runs on."""
-    directory = Path(os.path.abspath(directory))
-    manifest = stored.read_manifest(target, location)
-    live = probe(directory)
-    if live.live:
-        raise UsageError(refusal(directory, live, manifest))
-    if _entries(directory) and not force:
-        raise UsageError(
-            f"{directory} is not empty ({', '.join(_entries(directory)[:5])}); restore into an empty "
-            "directory, or pass --force to move the Redis files already there aside"
-        )
+    directory, manifest, live = preflight(target, location, directory, force=force, probe=probe)
     created = _make_dirs(directory)
     try:
         moved = _lay_out(target, location, manifest, directory, checkpoint)
@@ -66,6 +57,25 @@ def restore(
         "check_after_start": check_commands(manifest, None),
         "warnings": live.notes,
     }
+
+
+def preflight(
+    target: Target, location: str, directory: Path, *, force: bool, probe: Probe
+) -> tuple[Path, dict[str, Any], DirCheck]:
+    """The refusals a restore makes before it writes anything (UsageError): a Redis runs on the
+    directory, or the directory is not empty and `force` is not given. Reads the manifest (a hostile
+    one raises IntegrityError) and returns the absolute directory, the manifest and the probe's answer."""
+    directory = Path(os.path.abspath(directory))
+    manifest = stored.read_manifest(target, location)
+    live = probe(directory)
+    if live.live:
+        raise UsageError(refusal(directory, live, manifest))
+    if _entries(directory) and not force:
+        raise UsageError(
+            f"{directory} is not empty ({', '.join(_entries(directory)[:5])}); restore into an empty "
+            "directory, or pass --force to move the Redis files already there aside"
+        )
+    return directory, manifest, live
 
 
 def _entries(directory: Path) -> list[str]:

@@ -93,20 +93,47 @@ class App:
     config_path: str | None = None
     log_format: str = "json"
     _settings: Any = field(default=None, repr=False)
+    _core: Any = field(default=None, repr=False)
+    _runner: Any = field(default=None, repr=False)
 
     def settings(self) -> Any:
+        """Every setting, each job's own included (this loads the job modules)."""
         if self._settings is None:
             from config import load_settings
-            from redis_maint.logs import setup_logging
+            from jobs import REGISTRY
 
-            self._settings = load_settings(self.config_path)
-            setup_logging(self.log_format, self._settings.log_level)
+            self._settings = self._loaded(load_settings(self.config_path, jobs=REGISTRY))
         return self._settings
+
+    def core_settings(self) -> Any:
+        """The settings every command shares, without the jobs' own: what history and catalog reads need,
+        so they never import a job."""
+        if self._settings is not None:
+            return self._settings
+        if self._core is None:
+            from config import load_settings
+
+            self._core = self._loaded(load_settings(self.config_path))
+        return self._core
+
+    def _loaded(self, settings: Any) -> Any:
+        from redis_maint.logs import setup_logging
+
+        setup_logging(self.log_format, settings.log_level)
+        return settings
 
     def store(self):
         from redis_maint.history.runs import HistoryStore
 
-        return HistoryStore(self.settings().history_url)
+        return HistoryStore(self.core_settings().history_url)
+
+    def runner(self):
+        """This process's Runner, made on first use: every run and operation goes through it."""
+        if self._runner is None:
+            from redis_maint.run.runner import build_runner
+
+            self._runner = build_runner(self.settings(), self.store())
+        return self._runner
 
 
 pass_app = click.make_pass_decorator(App)

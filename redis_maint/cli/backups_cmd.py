@@ -57,7 +57,7 @@ def show(app: App, backup_id: str, as_json: bool) -> None:
     """A backup's manifest (read from the target) and its history (from the catalog)."""
     from redis_maint.errors import MaintenanceError
 
-    _settings, located, target = _open(app, backup_id)
+    located, target = _open(app, backup_id)
     record = located.record
     try:
         from redis_maint.backup.stored import read_manifest
@@ -82,6 +82,11 @@ def show(app: App, backup_id: str, as_json: bool) -> None:
         _describe(out)
 
 
+AS_OPTION = click.option(
+    "--as", "requested_by", metavar="NAME", help="Who asked, for history (default: $USER)."
+)
+
+
 @backups.command()
 @click.argument("backup_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="The verification result as JSON on stdout.")
@@ -91,32 +96,16 @@ def show(app: App, backup_id: str, as_json: bool) -> None:
     help="Also run redis-check-aof/rdb on a downloaded copy and load it in a throwaway redis-server "
     "container (needs Docker); records the key and session counts it loaded.",
 )
+@AS_OPTION
 @pass_app
-def verify(app: App, backup_id: str, as_json: bool, deep: bool) -> None:
+def verify(app: App, backup_id: str, as_json: bool, deep: bool, requested_by: str | None) -> None:
     """Download every file, recompute its sha256 against the manifest, record the result.
 
-    Exit 0 when every file matches (and, with --deep, every check is ok and Redis loads it),
-    1 otherwise.
+    Recorded as a `backup-check` run in history. Exit 0 when every file matches (and, with --deep,
+    every check is ok and Redis loads it), 1 otherwise, 75 when another check holds the lock.
     """
-    from redis_maint.backup.stored import verify as verify_backup
-    from redis_maint.history.catalog import Catalog
-
-    settings, located, target = _open(app, backup_id, refuse_pruned=True)
-    record = located.record
-    try:
-        result = verify_backup(
-            target, located.location, backup_id, catalog_files=record.files if record is not None else None
-        )
-        if deep:
-            import os
-
-            from redis_maint.checks.restore_drill import add_deep
-
-            result = add_deep(settings, target, located.location, result, run_id=f"cli-{os.getpid()}")
-    finally:
-        target.close()
-    if record is not None:
-        Catalog(app.store()).record_verify(backup_id, result)
+    run = _operate(app, "backup-check", {"backup_id": backup_id, "deep": deep}, requested_by)
+    result = _result_or_exit(run)
     if as_json:
         emit_json(result)
     else:
@@ -132,7 +121,7 @@ def verify(app: App, backup_id: str, as_json: bool, deep: bool) -> None:
         )
         for problem in result["problems"]:
             click.echo(f"  - {problem}")
-    raise click.exceptions.Exit(0 if result["ok"] else 1)
+    raise click.exceptions.Exit(_exit_code(run))
 
 
 @backups.command()
@@ -150,31 +139,24 @@ def verify(app: App, backup_id: str, as_json: bool, deep: bool) -> None:
     help="Restore into a non-empty DIR, moving its Redis files aside. Never into a DIR a Redis is running on.",
 )
 @click.option("--json", "as_json", is_flag=True, help="What was restored, as JSON on stdout.")
+@AS_OPTION
 @pass_app
-def restore(app: App, backup_id: str, directory: Path, force: bool, as_json: bool) -> None:
+def restore(
+    app: App, backup_id: str, directory: Path, force: bool, as_json: bool, requested_by: str | None
+) -> None:
     """Download and verify a backup, then lay out dump.rdb and appendonlydir/ in DIR.
 
-    Refused (exit 2) while a Redis runs on DIR: the configured one (its CONFIG GET dir, or
-    REDIS_MAINT_DATA_DIR) or any local redis-server working there. Stop it first; start it
-    again with the same appendonly setting. A failed restore leaves DIR as it was.
+    Refused (exit 2, nothing recorded) while a Redis runs on DIR: the configured one (its CONFIG GET
+    dir, or REDIS_MAINT_DATA_DIR) or any local redis-server working there. Stop it first; start it
+    again with the same appendonly setting. A failed restore leaves DIR as it was. Recorded as a
+    `backup-restore` run in history; exit 75 when another restore holds the lock.
     """
-    from redis_maint.backup.live_redis import check_dir
-    from redis_maint.backup.restore import restore as restore_backup
-
-    settings, located, target = _open(app, backup_id, refuse_pruned=True)
-
-    def probe(d: Path):
-        return check_dir(
-            d, redis_url=settings.redis_url, data_dir=settings.data_dir, timeout=settings.redis_timeout
-        )
-
-    try:
-        result = restore_backup(target, located.location, directory, force=force, probe=probe)
-    finally:
-        target.close()
+    params = {"backup_id": backup_id, "directory": str(directory), "force": force}
+    run = _operate(app, "backup-restore", params, requested_by)
+    result = _result_or_exit(run)
     if as_json:
         emit_json(result)
-        return
+        raise click.exceptions.Exit(_exit_code(run))
     for warning in result["warnings"]:
         click.echo(f"note: {warning}")
     for f in result["files"]:
@@ -185,26 +167,48 @@ def restore(app: App, backup_id: str, directory: Path, force: bool, as_json: boo
     click.echo("then check it loaded this backup:")
     for cmd in result["check_after_start"]:
         click.echo(f"  {cmd}")
+    raise click.exceptions.Exit(_exit_code(run))
 
 
-def _open(app: App, backup_id: str, refuse_pruned: bool = False):
-    from jobs.backup import open_backup_target
-    from redis_maint.backup.stored import locate
-    from redis_maint.errors import UsageError
-    from redis_maint.history.catalog import BackupStatus, Catalog
+def _operate(app: App, job: str, params: dict[str, Any], requested_by: str | None):
+    """One operation through this process's Runner: pre-check, lease, row, observers."""
+    from redis_maint.history.runs import Trigger
+    from redis_maint.run.runner import default_requester
 
-    settings = app.settings()
-    configured = open_backup_target(settings)
-    try:
-        located = locate(backup_id, Catalog(app.store()), configured, settings.instance)
-    finally:
-        configured.close()
-    record = located.record
-    if refuse_pruned and record is not None and record.status == BackupStatus.PRUNED:
-        raise UsageError(
-            f"backup {backup_id} was pruned by retention at {record.pruned_at}; its files are gone"
-        )
-    return settings, located, open_backup_target(settings, located.target_root)
+    who = requested_by or default_requester()
+    return app.runner().execute(job, trigger=Trigger.MANUAL, requested_by=who, params=params)
+
+
+def _exit_code(run) -> int:
+    from redis_maint.run.runner import exit_code_for
+
+    return exit_code_for(run)
+
+
+def _result_or_exit(run) -> dict[str, Any]:
+    """The operation's result object: its run's summary without what the run path added. A run
+    that has none (skipped by a held lock, or stopped by an error) says why on stderr and exits."""
+    from redis_maint.run.runner import RUN_PATH_KEYS
+
+    summary = run.summary or {}
+    if "id" not in summary:
+        _say_why(run)
+        raise click.exceptions.Exit(_exit_code(run))
+    return {k: v for k, v in summary.items() if k not in RUN_PATH_KEYS}
+
+
+def _say_why(run) -> None:
+    from redis_maint.redact import redact
+
+    click.echo(f"redis-maint: {redact(run.error or f'run {run.id} of {run.job} {run.status}')}", err=True)
+
+
+def _open(app: App, backup_id: str):
+    from redis_maint.backup.lookup import open_backup
+    from redis_maint.history.catalog import Catalog
+
+    settings = app.core_settings()
+    return open_backup(backup_id, Catalog(app.store()), settings.target.open, settings.instance)
 
 
 def _record_detail(record) -> dict[str, Any]:
@@ -298,28 +302,23 @@ def unkeep(app: App, backup_id: str, reason: str | None, as_json: bool, requeste
 
 
 def _keep_or_unkeep(app: App, backup_id: str, reason, as_json: bool, requested_by, *, keep: bool) -> None:
-    from redis_maint.history.catalog import Catalog
-    from redis_maint.history.runs import RunStatus, Trigger
-    from redis_maint.run import runner
-
-    who = requested_by or runner.default_requester()
-    store = app.store()
-    catalog = Catalog(store)
-    change = catalog.keep if keep else catalog.unkeep
-    change(backup_id, reason=reason, by=who)
-    run_id = store.record(
+    run = _operate(
+        app,
         "backup-keep" if keep else "backup-unkeep",
-        Trigger.MANUAL,
-        RunStatus.SUCCEEDED,
-        requested_by=who,
-        summary={"backup_id": backup_id, "reason": reason},
+        {"backup_id": backup_id, "reason": reason},
+        requested_by,
     )
     if as_json:
-        emit_json(store.get(run_id).to_json())
+        emit_json(run.to_json())
+    elif run.status != "succeeded":
+        _say_why(run)
     elif keep:
         click.echo(
-            f"backup {backup_id} is kept (by {who}): retention will not prune it; "
+            f"backup {backup_id} is kept (by {run.requested_by}): retention will not prune it; "
             f"undo with `redis-maint backups unkeep {backup_id}`"
         )
     else:
-        click.echo(f"backup {backup_id} is no longer kept (by {who}): retention applies to it again")
+        click.echo(
+            f"backup {backup_id} is no longer kept (by {run.requested_by}): retention applies to it again"
+        )
+    raise click.exceptions.Exit(_exit_code(run))

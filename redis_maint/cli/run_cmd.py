@@ -12,8 +12,7 @@ def run_and_report(app: App, job: str, as_json: bool, **kwargs) -> None:
     from redis_maint.run import runner
 
     requested_by = kwargs.pop("requested_by", None) or runner.default_requester()
-    run = runner.execute(
-        app.settings(),
+    run = app.runner().execute(
         job,
         trigger=Trigger.MANUAL,
         requested_by=requested_by,

@@ -142,14 +142,22 @@ class Catalog:
         if not changed:  # pruned between our read and our write
             _keepable(backup_id, self.get(backup_id))
 
-    def unkeep(self, backup_id: str, *, reason: str | None, by: str) -> None:
-        """Let retention treat a kept backup like any other again (UsageError if it is not kept)."""
+    def check_keepable(self, backup_id: str) -> None:
+        """UsageError unless `keep` would accept this backup now (it is known and complete)."""
+        _keepable(backup_id, self.get(backup_id))
+
+    def check_kept(self, backup_id: str) -> None:
+        """UsageError unless `unkeep` would accept this backup now (it is kept)."""
         record = self.get(backup_id)
         if record is None or not record.kept:
             raise UsageError(
                 f"backup {backup_id} is not kept, so there is nothing to undo; "
                 "`redis-maint backups list` shows which backups are kept"
             )
+
+    def unkeep(self, backup_id: str, *, reason: str | None, by: str) -> None:
+        """Let retention treat a kept backup like any other again (UsageError if it is not kept)."""
+        self.check_kept(backup_id)
         detail = f"by {by}" + (f": {redact(reason)}" if reason else "")
         self._change_if(
             backup_id,

@@ -3,21 +3,22 @@ an unreachable Redis is a failed health run, seen in metrics and alerts, not a s
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
 from redis_maint.history.runs import HistoryStore
 from redis_maint.redact import redact
-from redis_maint.run import runner
 from redis_maint.timeutil import isoformat, utcnow
 
 # A due time this far in the past means the scheduler's loop is no longer dispatching.
 STALL_GRACE = timedelta(seconds=60)
 
 
-def problems(scheduler: Any, store: HistoryStore, stuck_grace: timedelta) -> list[str]:
-    """Reasons the sidecar is unhealthy; empty when it is healthy."""
-    return [*_scheduler_problems(scheduler), *_history_problems(store), *_stuck_runs(stuck_grace)]
+def problems(scheduler: Any, store: HistoryStore, stuck_grace: timedelta, active: Iterable[Any]) -> list[str]:
+    """Reasons the sidecar is unhealthy; empty when it is healthy. `active`: the daemon's runs in
+    flight (each with job.name, run_id and deadline)."""
+    return [*_scheduler_problems(scheduler), *_history_problems(store), *_stuck_runs(active, stuck_grace)]
 
 
 def _scheduler_problems(scheduler: Any) -> list[str]:
@@ -42,10 +43,10 @@ def _history_problems(store: HistoryStore) -> list[str]:
     return []
 
 
-def _stuck_runs(grace: timedelta) -> list[str]:
+def _stuck_runs(active: Iterable[Any], grace: timedelta) -> list[str]:
     now = utcnow()
     return [
         f"run {ctx.run_id} of {ctx.job.name} is past its timeout (deadline {isoformat(ctx.deadline)})"
-        for ctx in runner.active_runs()
+        for ctx in active
         if now > ctx.deadline + grace
     ]

@@ -1,4 +1,4 @@
-"""Webhooks after a run: job failures, recoveries, health level changes, stale backups.
+"""Webhooks after a run (an observer of the Runner): job failures, recoveries, health level changes, stale backups.
 
 Events are transitions, derived from the history so they survive restarts and are the
 same whichever process ran the job: a job that fails every minute notifies once when it
@@ -38,21 +38,28 @@ class Event:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def after_run(settings: Any, store: HistoryStore, run: Run) -> list[Event]:
-    """The run path's last step: send what this run means. Never raises."""
-    cfg = settings.notify
-    if not (cfg.webhook_url or cfg.slack_webhook_url or cfg.ping_url):
-        return []  # nothing configured: skip the history reads
-    try:
-        events = events_for(store, run)
-        for event in events:
-            deliver_event(cfg, settings.instance, event)
-        if is_real(run) and run.job == BACKUP_JOB and run.status == RunStatus.SUCCEEDED and cfg.ping_url:
-            send(cfg, cfg.ping_url, None, what="dead-man's switch ping")
-        return events
-    except Exception:
-        log.exception("notification step failed", extra={"job": run.job, "run_id": run.id})
-        return []
+class Notifier:
+    """The Runner's observer that sends what each run means. Never raises."""
+
+    def __init__(self, cfg: Any, instance: str, store: HistoryStore):
+        self.cfg = cfg  # the [notify] settings
+        self.instance = instance
+        self.store = store
+
+    def __call__(self, run: Run) -> list[Event]:
+        cfg = self.cfg
+        if not (cfg.webhook_url or cfg.slack_webhook_url or cfg.ping_url):
+            return []  # nothing configured: skip the history reads
+        try:
+            events = events_for(self.store, run)
+            for event in events:
+                deliver_event(cfg, self.instance, event)
+            if is_real(run) and run.job == BACKUP_JOB and run.status == RunStatus.SUCCEEDED and cfg.ping_url:
+                send(cfg, cfg.ping_url, None, what="dead-man's switch ping")
+            return events
+        except Exception:
+            log.exception("notification step failed", extra={"job": run.job, "run_id": run.id})
+            return []
 
 
 def events_for(store: HistoryStore, run: Run) -> list[Event]:

@@ -1,7 +1,9 @@
 """The daemon: APScheduler 3.x wired to the run path, with catch-up and a bounded drain.
 
 APScheduler's defaults drop a run that starts 1 s late, swallow job exceptions and never
-time out on shutdown; each of those is set or handled here (DESIGN.md, APScheduler).
+time out on shutdown; each of those is set or handled here. The daemon owns one Runner: every
+scheduled, catch-up, missed and skipped run is written through it, so its observers (notifications,
+metrics) see them all, and /healthz and the drain read the runs it has in flight.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ import signal
 import threading
 import time
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from jobs import REGISTRY
 from redis_maint.history.runs import HistoryStore, RunStatus, Trigger
 from redis_maint.redact import redact
-from redis_maint.run import runner
+from redis_maint.run.runner import build_runner, reap_interrupted
 from redis_maint.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from config.schema import Settings
 
 log = logging.getLogger("redis_maint.run.daemon")
 
@@ -29,9 +34,10 @@ AOF_RESTORE = "aof-rewrite-restore"
 
 
 class Daemon:
-    def __init__(self, settings: Any):
+    def __init__(self, settings: Settings):
         self.settings = settings
         self.store = HistoryStore(settings.history_url)
+        self.runner = build_runner(settings, self.store)
         self.stopping = threading.Event()
         self.started_at: datetime | None = None
         self.scheduler = None
@@ -75,14 +81,7 @@ class Daemon:
         if self.stopping.is_set():
             return
         try:
-            runner.execute(
-                self.settings,
-                name,
-                trigger=trigger,
-                requested_by="daemon",
-                store=self.store,
-                cancel=self.stopping,
-            )
+            self.runner.execute(name, trigger=trigger, requested_by="daemon", cancel=self.stopping)
         except Exception:
             log.exception("run path failed", extra={"job": name})
 
@@ -95,7 +94,7 @@ class Daemon:
             name = self._job_name(event.job_id)
             if name is None:
                 return
-            self.store.record(
+            self.runner.record(
                 name,
                 Trigger.SCHEDULED,
                 RunStatus.MISSED,
@@ -112,7 +111,7 @@ class Daemon:
             if name is None:
                 return
             times = ", ".join(t.isoformat() for t in event.scheduled_run_times)
-            self.store.record(
+            self.runner.record(
                 name,
                 Trigger.SCHEDULED,
                 RunStatus.SKIPPED,
@@ -125,7 +124,7 @@ class Daemon:
     # -- start-up -----------------------------------------------------------------------
     def reap(self) -> None:
         for name in REGISTRY:
-            runner.reap_interrupted(self.store, name)
+            reap_interrupted(self.store, name)
 
     def restore_aof_rewrites(self, trigger: str = Trigger.CATCH_UP) -> int | None:
         """Restore auto-aof-rewrite-percentage left at 0 by a run that died, and record it.
@@ -179,7 +178,7 @@ class Daemon:
             previous = schedule.previous_at_or_before(now, tz)
             last_any = self.store.last(name)
             if previous and last_ok and (last_any is None or last_any.started_at < previous):
-                self.store.record(
+                self.runner.record(
                     name,
                     Trigger.SCHEDULED,
                     RunStatus.MISSED,
@@ -220,14 +219,16 @@ class Daemon:
         from redis_maint.observe.metrics import Metrics
 
         metrics = Metrics(self.store, list(REGISTRY), self.settings.instance)
-        runner.add_observer(metrics.observe)
+        self.runner.add_observer(metrics.observe)
         http = self.settings.http
         if http.port == 0:
             return
         self.endpoint = HttpEndpoint(
             http.bind,
             http.port,
-            health=lambda: liveness.problems(self.scheduler, self.store, http.stuck_grace),
+            health=lambda: liveness.problems(
+                self.scheduler, self.store, http.stuck_grace, self.runner.active_runs()
+            ),
             metrics=metrics.exposition,
         )
         self.endpoint.start()
@@ -255,9 +256,9 @@ class Daemon:
     def drain(self) -> int:
         """Let running jobs finish within the grace period, then mark the rest interrupted."""
         deadline = time.monotonic() + self.settings.daemon.drain_grace.total_seconds()
-        while runner.active_runs() and time.monotonic() < deadline:
+        while self.runner.active_runs() and time.monotonic() < deadline:
             time.sleep(0.1)
-        leftovers = runner.active_runs()
+        leftovers = self.runner.active_runs()
         if self.endpoint is not None:
             self.endpoint.stop()
         if leftovers:

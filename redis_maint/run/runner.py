@@ -1,5 +1,11 @@
-"""The one run path, for scheduled and ad hoc runs alike:
-lease -> `running` row -> job -> outcome -> observers (metrics, notifications)."""
+"""The one run path, for scheduled runs, ad hoc runs and operator operations alike:
+parameters -> pre-check -> lease -> `running` row -> job -> outcome -> observers.
+
+A Runner holds its observers and the runs it has in flight; nothing here is module state.
+The daemon owns one Runner (its /healthz and its drain read the runs in flight), and the CLI
+builds one per process (`App.runner()`). Notifications and metrics are both observers: each is
+called with every row the Runner writes (succeeded, failed, interrupted, skipped, missed).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from jobs import get_job
 from jobs.base import JobContext, Params, Progress
@@ -21,86 +28,151 @@ from redis_maint.errors import (
     JobFailedError,
     LockHeldError,
     MaintenanceError,
+    UsageError,
 )
 from redis_maint.history.leases import Lease, active_holder
 from redis_maint.history.runs import HistoryStore, Run, RunStatus
-from redis_maint.observe import notify
 from redis_maint.redact import redact
 from redis_maint.run.current_run import RunRef, current_run
 from redis_maint.run.interrupts import signals_cancel
 
+if TYPE_CHECKING:
+    from config.schema import Settings
+
 log = logging.getLogger("redis_maint.run.runner")
 
 RunObserver = Callable[[Run], None]
-_observers: list[RunObserver] = []
-_active: dict[int, JobContext] = {}
-_active_lock = threading.Lock()
+"""Called with every row a Runner writes. Its errors are logged, never raised."""
+
+# What the run path adds to a job's summary (a job's own summary may hold the same names).
+RUN_PATH_KEYS = ("duration_s", "dry_run", "params")
 
 
-def add_observer(observer: RunObserver) -> None:
-    """Called with every finished run (also skipped and missed ones). Errors are logged, never raised."""
-    _observers.append(observer)
+class Runner:
+    def __init__(
+        self, settings: Settings, store: HistoryStore | None = None, observers: Iterable[RunObserver] = ()
+    ):
+        self.settings = settings
+        self.store = store or HistoryStore(settings.history_url)
+        self._observers: list[RunObserver] = list(observers)
+        self._active: dict[int, JobContext] = {}
+        self._active_lock = threading.Lock()
 
+    def add_observer(self, observer: RunObserver) -> None:
+        self._observers.append(observer)
 
-def active_runs() -> list[JobContext]:
-    with _active_lock:
-        return list(_active.values())
+    def active_runs(self) -> list[JobContext]:
+        """Runs of this Runner that have a `running` row now."""
+        with self._active_lock:
+            return list(self._active.values())
 
+    def execute(
+        self,
+        job_name: str,
+        *,
+        trigger: str,
+        requested_by: str | None = None,
+        dry_run: bool = False,
+        params: Params | dict[str, Any] | None = None,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Run:
+        """Run one job now and return its history row.
 
-def default_requester() -> str:
-    return os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
+        Bad parameters, and a request its job's pre-check refuses, raise UsageError before
+        anything is locked or recorded (exit 2, no row).
+        """
+        job = get_job(job_name)
+        parsed = job.parse_params(params)
+        refused = self._pre_check(job.name, parsed)
+        if refused is not None:
+            return self.record(job.name, trigger, RunStatus.FAILED, requested_by=requested_by, error=refused)
+        try:
+            lease = Lease.acquire(self.store, job.name, self.settings.lock.lease_ttl)
+        except LockHeldError as exc:
+            log.warning("run skipped: lock held", extra={"job": job.name, "reason": str(exc)})
+            return self.record(
+                job.name, trigger, RunStatus.SKIPPED, requested_by=requested_by, error=str(exc)
+            )
+        ctx = None
+        try:
+            reap_interrupted(self.store, job.name)
+            run_id = self.store.start_run(job.name, trigger, requested_by)
+            lease.attach_run(run_id)
+            lease.start_heartbeat()
+            ctx = JobContext(
+                job=job,
+                settings=self.settings,
+                store=self.store,
+                run_id=run_id,
+                trigger=trigger,
+                requested_by=requested_by,
+                dry_run=dry_run,
+                params=parsed,
+                cancel=cancel or threading.Event(),
+                progress=progress or Progress(),
+                lease_lost=lease.lost,
+            )
+            with self._active_lock:
+                self._active[run_id] = ctx
+            self._run_job(ctx, lease)
+        finally:
+            if ctx is not None:
+                with self._active_lock:
+                    self._active.pop(ctx.run_id, None)
+                ctx.close()
+            lease.release()
+        return self._observed(self.store.get(run_id))
 
-
-def execute(
-    settings: Any,
-    job_name: str,
-    *,
-    trigger: str,
-    requested_by: str | None = None,
-    dry_run: bool = False,
-    params: Params | dict[str, Any] | None = None,
-    store: HistoryStore | None = None,
-    progress: Progress | None = None,
-    cancel: threading.Event | None = None,
-) -> Run:
-    """Run one job now and return its history row. Bad parameters raise UsageError before anything
-    is recorded or locked."""
-    job = get_job(job_name)
-    parsed = job.parse_params(params)
-    store = store or HistoryStore(settings.history_url)
-    try:
-        lease = Lease.acquire(store, job.name, settings.lock.lease_ttl)
-    except LockHeldError as exc:
-        log.warning("run skipped: lock held", extra={"job": job.name, "reason": str(exc)})
-        run_id = store.record(job.name, trigger, RunStatus.SKIPPED, requested_by=requested_by, error=str(exc))
-        return _notify(store.get(run_id))
-    ctx = None
-    try:
-        reap_interrupted(store, job.name)
-        run_id = store.start_run(job.name, trigger, requested_by)
-        lease.attach_run(run_id)
-        lease.start_heartbeat()
-        ctx = JobContext(
-            job=job,
-            settings=settings,
-            store=store,
-            run_id=run_id,
-            trigger=trigger,
-            requested_by=requested_by,
-            dry_run=dry_run,
-            params=parsed,
-            cancel=cancel or threading.Event(),
-            progress=progress or Progress(),
-            lease_lost=lease.lost,
+    def record(
+        self,
+        job: str,
+        trigger: str,
+        status: RunStatus,
+        *,
+        requested_by: str | None = None,
+        error: str | None = None,
+        started_at: datetime | None = None,
+    ) -> Run:
+        """A row for a run that never ran (skipped, missed, refused by a failed pre-check), observed
+        like any other."""
+        run_id = self.store.record(
+            job, trigger, status, requested_by=requested_by, error=error, started_at=started_at
         )
-        with _active_lock:
-            _active[run_id] = ctx
+        return self._observed(self.store.get(run_id))
+
+    # -- steps --------------------------------------------------------------------------------
+    def _pre_check(self, job: str, params: Params) -> str | None:
+        """A job's Params may define `before_lease(settings, store)`: checks of the request against
+        the world (the backup exists and is not pruned, no Redis runs on the restore directory).
+
+        Its UsageError is raised (exit 2, nothing recorded). Any other error (S3 unreachable, a
+        hostile manifest) is returned as the error of a failed row, so it is recorded and notified
+        without running the job into the same wall a second time.
+        """
+        check = getattr(params, "before_lease", None)
+        if check is None:
+            return None
+        try:
+            check(self.settings, self.store)
+        except UsageError:
+            raise
+        except MaintenanceError as exc:
+            return str(exc)
+        except Exception as exc:
+            log.exception("pre-check raised an unexpected error", extra={"job": job})
+            return f"unexpected {type(exc).__name__}: {redact(str(exc))}"
+        return None
+
+    def _run_job(self, ctx: JobContext, lease: Lease) -> None:
+        name, run_id = ctx.job.name, ctx.run_id
         log.info(
-            "run started", extra={"job": job.name, "run_id": run_id, "trigger": trigger, "dry_run": dry_run}
+            "run started",
+            extra={"job": name, "run_id": run_id, "trigger": ctx.trigger, "dry_run": ctx.dry_run},
         )
         # A foreground `run` turns SIGTERM/^C into a cancel, so the job's cleanup runs (a no-op in
         # the daemon's worker threads, where the daemon's own handler sets the same event).
-        token = current_run.set(RunRef(job.name, run_id))
+        token = current_run.set(RunRef(name, run_id))
         try:
             with signals_cancel(ctx.cancel):
                 status, summary, error = _invoke(ctx)
@@ -108,23 +180,38 @@ def execute(
             current_run.reset(token)
         if status == RunStatus.SUCCEEDED and not lease.still_held():
             # Another process took the job over: our work may overlap with its, so never "succeeded".
-            status, error = RunStatus.FAILED, _lost_lease(job.name)
-        store.finish_run(run_id, status, summary, error)
+            status, error = RunStatus.FAILED, _lost_lease(name)
+        self.store.finish_run(run_id, status, summary, error)
         log.log(
             logging.INFO if status == RunStatus.SUCCEEDED else logging.ERROR,
             "run finished",
-            extra={"job": job.name, "run_id": run_id, "status": str(status), "error": error},
+            extra={"job": name, "run_id": run_id, "status": str(status), "error": error},
         )
-    finally:
-        if ctx is not None:
-            with _active_lock:
-                _active.pop(ctx.run_id, None)
-            ctx.close()
-        lease.release()
-    run = store.get(run_id)
-    # Notifications are part of the run path, so every caller (daemon, CLI) sends them exactly once.
-    notify.after_run(settings, store, run)
-    return _notify(run)
+
+    def _observed(self, run: Run) -> Run:
+        for observer in list(self._observers):
+            try:
+                observer(run)
+            except Exception:
+                log.exception("run observer failed", extra={"job": run.job, "run_id": run.id})
+        return run
+
+
+def build_runner(settings: Settings, store: HistoryStore | None = None) -> Runner:
+    """The Runner of a process, with the observers every process has: notifications.
+    The daemon adds metrics to its own."""
+    from redis_maint.observe.notify import Notifier
+
+    store = store or HistoryStore(settings.history_url)
+    runner = Runner(settings, store)
+    runner.add_observer(Notifier(settings.notify, settings.instance, store))
+    return runner
+
+
+def execute(settings: Settings, job_name: str, *, store: HistoryStore | None = None, **kwargs: Any) -> Run:
+    """One run on a Runner of its own (scripts, tests, callers not yet given one); the CLI's
+    commands use `App.runner()`."""
+    return build_runner(settings, store).execute(job_name, **kwargs)
 
 
 def _invoke(ctx: JobContext) -> tuple[RunStatus, dict[str, Any] | None, str | None]:
@@ -159,13 +246,8 @@ def _lost_lease(job: str) -> str:
     )
 
 
-def _notify(run: Run) -> Run:
-    for observer in list(_observers):
-        try:
-            observer(run)
-        except Exception:
-            log.exception("run observer failed", extra={"job": run.job, "run_id": run.id})
-    return run
+def default_requester() -> str:
+    return os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
 
 
 def reap_interrupted(store: HistoryStore, job: str) -> int:
