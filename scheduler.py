@@ -1,6 +1,6 @@
 """redis-maint entry point: `python scheduler.py ARGS` is `redis-maint ARGS`.
 
-The CLI lives in redis_maint.cli and the APScheduler wiring in redis_maint.daemon.
+The CLI lives in redis_maint.cli and the APScheduler wiring in redis_maint.run.daemon.
 """
 
 from redis_maint.cli import cli, main

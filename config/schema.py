@@ -218,7 +218,9 @@ class TargetSettings(Section):
         """The configured target, or `uri` (where an older backup went), with these S3 options."""
         from redis_maint.storage import open_target
 
-        return open_target(uri or self.uri, self.s3.options())
+        uri = uri or self.uri
+        # S3 options only for S3: building them loads boto3, which a local target never needs.
+        return open_target(uri, self.s3.options() if uri.startswith("s3://") else None)
 
 
 class SessionsSettings(Section):

@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+)
 
 from redis_maint.durations import format_duration, parse_duration
 from redis_maint.schedules import Schedule, parse_schedule
@@ -54,3 +62,16 @@ class JobSettings(Section):
     timeout: PositiveDuration = Field(
         default=timedelta(minutes=30), description="the run fails once it has run this long"
     )
+
+
+class OnDemandSettings(JobSettings):
+    """Settings of a job that only runs when asked (a CLI command): its schedule must stay off."""
+
+    schedule: ScheduleField = schedule_default("off")
+
+    @field_validator("schedule")
+    @classmethod
+    def _never_scheduled(cls, value: Schedule) -> Schedule:
+        if value.kind != "off":
+            raise ValueError("this job only runs on demand, from its CLI command; use off")
+        return value

@@ -87,11 +87,6 @@ class BackupParams(Params):
     )
 
 
-def open_backup_target(settings: Any, uri: str | None = None) -> Target:
-    """Deprecated: `settings.target.open(uri)`."""
-    return settings.target.open(uri)
-
-
 def run(ctx: JobContext) -> dict[str, Any]:
     s: BackupSettings = ctx.job_settings
     if ctx.dry_run:
@@ -100,7 +95,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
 
 
 def _backup(ctx: JobContext, s: BackupSettings) -> dict[str, Any]:
-    target = open_backup_target(ctx.settings)
+    target = ctx.settings.target.open()
     try:
         summary = _store_new_backup(ctx, s, target)
         try:
@@ -274,7 +269,7 @@ def _dry_run(ctx: JobContext, s: BackupSettings) -> dict[str, Any]:
     from redis_maint.snapshot.take import planned_files
 
     files = planned_files(ctx.redis(), Path(ctx.settings.data_dir))
-    target = open_backup_target(ctx.settings)
+    target = ctx.settings.target.open()
     try:
         target.preflight()
         retention = _apply_retention(ctx, s, target, dry_run=True) if s.prune and ctx.params.prune else None

@@ -15,33 +15,21 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from config.types import JobSettings, PositiveDuration, ScheduleField, schedule_default
+from config.types import OnDemandSettings, PositiveDuration
 from jobs.base import Job, JobContext, Params
 from redis_maint.backup import lookup, stored
 from redis_maint.checks import restore_drill
 from redis_maint.errors import JobFailedError
 from redis_maint.history.catalog import Catalog
-from redis_maint.schedules import Schedule
 
 
-class BackupCheckSettings(JobSettings):
-    schedule: ScheduleField = schedule_default("off")
+class BackupCheckSettings(OnDemandSettings):
     timeout: PositiveDuration = Field(
         default=timedelta(hours=1),
         description="the check (download, and with --deep the checks and the load) fails once it has run this long",
     )
-
-    @field_validator("schedule")
-    @classmethod
-    def _never_scheduled(cls, value: Schedule) -> Schedule:
-        if value.kind != "off":
-            raise ValueError(
-                "backup-check only runs on demand (redis-maint backups verify ID); use off "
-                "(the scheduled drill is backup-verify)"
-            )
-        return value
 
 
 class CheckParams(Params):

@@ -10,25 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from config.types import JobSettings, ScheduleField, schedule_default
+from config.types import OnDemandSettings
 from jobs.base import Job, JobContext, Params
 from redis_maint.history.catalog import Catalog
-from redis_maint.schedules import Schedule
 
 
-class KeepSettings(JobSettings):
-    schedule: ScheduleField = schedule_default("off")
-
-    @field_validator("schedule")
-    @classmethod
-    def _never_scheduled(cls, value: Schedule) -> Schedule:
-        if value.kind != "off":
-            raise ValueError(
-                "backup-keep and backup-unkeep only run on demand (redis-maint backups keep); use off"
-            )
-        return value
+class KeepSettings(OnDemandSettings):
+    """backup-keep and backup-unkeep run only from `redis-maint backups keep` / `unkeep`."""
 
 
 class KeepParams(Params):

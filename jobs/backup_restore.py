@@ -17,27 +17,18 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from config.types import JobSettings, PositiveDuration, ScheduleField, schedule_default
+from config.types import OnDemandSettings, PositiveDuration
 from jobs.base import Job, JobContext, Params
 from redis_maint.backup import lookup, restore
 from redis_maint.backup.live_redis import DirCheck, check_dir
 from redis_maint.history.catalog import Catalog
-from redis_maint.schedules import Schedule
 
 
-class BackupRestoreSettings(JobSettings):
-    schedule: ScheduleField = schedule_default("off")
+class BackupRestoreSettings(OnDemandSettings):
     timeout: PositiveDuration = Field(
         default=timedelta(hours=1),
         description="the restore (download, verify, lay out) fails once it has run this long",
     )
-
-    @field_validator("schedule")
-    @classmethod
-    def _never_scheduled(cls, value: Schedule) -> Schedule:
-        if value.kind != "off":
-            raise ValueError("backup-restore only runs on demand (redis-maint backups restore); use off")
-        return value
 
 
 class RestoreParams(Params):

@@ -30,6 +30,10 @@ class Params(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def before_lease(self, settings: Settings, store: HistoryStore) -> None:
+        """Checks of the request against the world, before the lease (the backup exists, no Redis
+        runs on the directory). A UsageError here is exit 2 with nothing recorded."""
+
     def recorded(self) -> dict[str, Any]:
         """What the run's summary records as `params`: only what was set."""
         return self.model_dump(mode="json", exclude_defaults=True)

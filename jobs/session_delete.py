@@ -12,26 +12,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from config.types import JobSettings, ScheduleField, schedule_default
+from config.types import OnDemandSettings
 from jobs import session_runs
 from jobs.base import Job, JobContext, Params
-from redis_maint.schedules import Schedule
 
 if TYPE_CHECKING:
     from redis_maint import sessions
 
 
-class SessionDeleteSettings(JobSettings):
-    schedule: ScheduleField = schedule_default("off")
-
-    @field_validator("schedule")
-    @classmethod
-    def _never_scheduled(cls, value: Schedule) -> Schedule:
-        if value.kind != "off":
-            raise ValueError("session-delete only runs on demand (redis-maint sessions delete); use off")
-        return value
+class SessionDeleteSettings(OnDemandSettings):
+    """session-delete runs only from `redis-maint sessions delete`."""
 
 
 class DeleteParams(Params):

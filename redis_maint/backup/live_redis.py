@@ -26,8 +26,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import redis
-
 from redis_maint.redact import redact, redact_url
 
 PROC = Path("/proc")
@@ -82,6 +80,8 @@ def check_dir(directory: Path, *, redis_url: str, data_dir: str, timeout: timede
 
 def _ask_configured(url: str, timeout: timedelta, notes: list[str]) -> tuple[bool, str | None]:
     """(did it answer at all, its `dir` if it told us)."""
+    import redis  # only a restore asks: listing jobs never loads redis-py
+
     secs = timeout.total_seconds()
     where = redact_url(url)
     try:

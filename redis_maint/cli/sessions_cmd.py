@@ -176,8 +176,7 @@ def _run_delete(app: App, params: Any, dry_run: bool, as_json: bool, requested_b
     from redis_maint.history.runs import Trigger
     from redis_maint.run import runner
 
-    run = runner.execute(
-        app.settings(),
+    run = app.runner().execute(
         "session-delete",
         trigger=Trigger.MANUAL,
         requested_by=requested_by or runner.default_requester(),

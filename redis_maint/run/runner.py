@@ -143,18 +143,15 @@ class Runner:
 
     # -- steps --------------------------------------------------------------------------------
     def _pre_check(self, job: str, params: Params) -> str | None:
-        """A job's Params may define `before_lease(settings, store)`: checks of the request against
+        """A job's Params may override `before_lease(settings, store)`: checks of the request against
         the world (the backup exists and is not pruned, no Redis runs on the restore directory).
 
         Its UsageError is raised (exit 2, nothing recorded). Any other error (S3 unreachable, a
         hostile manifest) is returned as the error of a failed row, so it is recorded and notified
         without running the job into the same wall a second time.
         """
-        check = getattr(params, "before_lease", None)
-        if check is None:
-            return None
         try:
-            check(self.settings, self.store)
+            params.before_lease(self.settings, self.store)
         except UsageError:
             raise
         except MaintenanceError as exc:
