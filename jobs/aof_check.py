@@ -60,14 +60,7 @@ def _check(ctx: JobContext, s: AofCheckSettings, staging: Path) -> dict[str, Any
             rewrite_timeout=s.rewrite_timeout,
             guard_note=ctx.settings.aof_guard_note,
         )
-        ctx.checkpoint()
-        checks = integrity.check_snapshot(
-            ctx.check_env(),
-            snapshot,
-            run_id=ctx.run_id,
-            cancel=ctx.cancel,
-            timeout_s=ctx.container_timeout_s(),
-        )
+        checks = ctx.check_snapshot(snapshot)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     summary = {

@@ -200,16 +200,7 @@ def _integrity(ctx, s: BackupSettings, snapshot: Snapshot, catalog, backup_id, s
         return None
     summary["phase"] = "integrity check"
     t0 = time.monotonic()
-    from redis_maint.checks import integrity
-
-    ctx.checkpoint()
-    checks = integrity.check_snapshot(
-        ctx.check_env(),
-        snapshot,
-        run_id=ctx.run_id,
-        cancel=ctx.cancel,
-        timeout_s=ctx.container_timeout_s(),
-    )
+    checks = ctx.check_snapshot(snapshot)
     summary["durations_s"]["verify"] = round(time.monotonic() - t0, 3)
     bad = [c for c in checks if c.get("verdict") != "ok"]
     if bad or not checks:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from config.schema import Settings
     from redis_maint.checks.containers import CheckEnv
     from redis_maint.history.runs import HistoryStore
+    from redis_maint.snapshot.take import Snapshot
 
 
 class Params(BaseModel):
@@ -130,6 +131,19 @@ class JobContext:
     def container_timeout_s(self) -> float:
         """A container may run for docker.timeout, but never past the run's own deadline."""
         return min(self.settings.docker.timeout.total_seconds(), max(self.remaining().total_seconds(), 1.0))
+
+    def check_snapshot(self, snapshot: Snapshot) -> list[dict[str, Any]]:
+        """redis-check-aof/rdb on a staged snapshot, in a throwaway container bound by this run."""
+        from redis_maint.checks import integrity
+
+        self.checkpoint()
+        return integrity.check_snapshot(
+            self.check_env(),
+            snapshot,
+            run_id=self.run_id,
+            cancel=self.cancel,
+            timeout_s=self.container_timeout_s(),
+        )
 
     def redis(self) -> redis.Redis:
         """A connection to the maintained Redis, made on first use and checked with PING."""

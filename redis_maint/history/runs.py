@@ -87,18 +87,7 @@ class HistoryStore:
 
     def start_run(self, job: str, trigger: str, requested_by: str | None) -> int:
         with _guarded(self, "record the start of a run"), self.engine.begin() as conn:
-            result = conn.execute(
-                db.runs.insert().values(
-                    job=job,
-                    trigger=trigger,
-                    requested_by=requested_by,
-                    host=socket.gethostname(),
-                    pid=os.getpid(),
-                    started_at=utcnow(),
-                    status=RunStatus.RUNNING,
-                )
-            )
-            return int(result.inserted_primary_key[0])
+            return _insert(conn, job, trigger, requested_by, started_at=utcnow(), status=RunStatus.RUNNING)
 
     def finish_run(
         self, run_id: int, status: RunStatus, summary: dict[str, Any] | None, error: str | None
@@ -129,21 +118,17 @@ class HistoryStore:
         """A run that never ran: skipped or missed."""
         now = utcnow()
         with _guarded(self, f"record a {status} run"), self.engine.begin() as conn:
-            result = conn.execute(
-                db.runs.insert().values(
-                    job=job,
-                    trigger=trigger,
-                    requested_by=requested_by,
-                    host=socket.gethostname(),
-                    pid=os.getpid(),
-                    started_at=started_at or now,
-                    finished_at=now,
-                    status=status,
-                    summary=summary,
-                    error=None if error is None else redact(error),
-                )
+            return _insert(
+                conn,
+                job,
+                trigger,
+                requested_by,
+                started_at=started_at or now,
+                finished_at=now,
+                status=status,
+                summary=summary,
+                error=None if error is None else redact(error),
             )
-            return int(result.inserted_primary_key[0])
 
     def get(self, run_id: int) -> Run | None:
         with _guarded(self, "read a run"), self.engine.connect() as conn:
@@ -197,3 +182,18 @@ class HistoryStore:
         """A write that changes nothing, to prove the store accepts writes."""
         with _guarded(self, "write"), self.engine.begin() as conn:
             conn.execute(update(db.runs).where(db.runs.c.id == -1).values(status="running"))
+
+
+def _insert(conn: Any, job: str, trigger: str, requested_by: str | None, **values: Any) -> int:
+    """A new run row, stamped with this process's host and pid; returns its id."""
+    result = conn.execute(
+        db.runs.insert().values(
+            job=job,
+            trigger=trigger,
+            requested_by=requested_by,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            **values,
+        )
+    )
+    return int(result.inserted_primary_key[0])
