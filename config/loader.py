@@ -72,6 +72,8 @@ def load_settings(
     except ValidationError as exc:
         raise ConfigError([_describe(err, sources) for err in exc.errors()]) from None
     secrets.register(settings)  # from now on redact() masks these values in any text
+    settings._origins = sources
+    settings._config_file = config_source(config_path, environ)
     _warn_renamed(renamed)
     return settings
 

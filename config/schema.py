@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, create_model, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, create_model, field_validator, model_validator
 
 from config.secrets import CredentialUrl, EndpointUrl
 from config.types import Duration, PositiveDuration, Section
@@ -307,6 +307,9 @@ class Settings(Section):
     )
     # Without the jobs' models (with_jobs) this holds the raw [jobs.*] tables, unvalidated.
     jobs: Any = Field(default_factory=dict, description="per-job settings")
+    # Where each value came from, set by the loader: ("jobs", "backup", "schedule") -> "env REDIS_MAINT_...".
+    _origins: dict[tuple[str, ...], str] = PrivateAttr(default_factory=dict)
+    _config_file: str = PrivateAttr(default="none")
 
     @field_validator("redis_url")
     @classmethod
@@ -346,6 +349,18 @@ class Settings(Section):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def origin(self, path: tuple[str, ...]) -> str:
+        """Where the value at `path` came from: `default`, `file PATH` or `env NAME`."""
+        for n in range(len(path), 0, -1):
+            if path[:n] in self._origins:
+                return self._origins[path[:n]]
+        return "default"
+
+    @property
+    def config_file(self) -> str:
+        """The settings file that was read, and why that one."""
+        return self._config_file
 
     def job(self, name: str) -> Any:
         """A job's settings; only settings loaded with the jobs' models (`with_jobs`) have them."""

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import click
 
 from redis_maint.cli import App, pass_app
@@ -22,8 +25,40 @@ def sample() -> None:
 
 
 @config.command()
+@click.option(
+    "--origin",
+    is_flag=True,
+    help="One line per setting with where it came from: default, the file (its path) or the "
+    "environment (the variable's name).",
+)
 @pass_app
-def show(app: App) -> None:
-    """Print the effective settings as JSON, every secret masked (passwords, tokens, webhook paths)."""
+def show(app: App, origin: bool) -> None:
+    """Print the effective settings as JSON, every secret masked (passwords, tokens, webhook paths).
+
+    \b
+    Examples:
+      redis-maint config show
+      redis-maint config show --origin
+      REDIS_MAINT_CONFIG=/etc/redis-maint.toml redis-maint config show --origin
+
+    Reads --config PATH, else $REDIS_MAINT_CONFIG, else the shipped file; then REDIS_MAINT_* variables.
+    """
+    settings = app.settings()
     # The schema's secret-bearing fields serialise masked (config/secrets.py): nothing to do here.
-    emit_json(app.settings().model_dump(mode="json"))
+    dumped = settings.model_dump(mode="json")
+    if not origin:
+        emit_json(dumped)
+        return
+    click.echo(f"# config file: {settings.config_file}")
+    for path, value in _leaves(dumped):
+        click.echo(f"{'.'.join(path)} = {json.dumps(value)}  # {settings.origin(path)}")
+
+
+def _leaves(data: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    out = []
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.extend(_leaves(value, (*prefix, key)))
+        else:
+            out.append(((*prefix, key), value))
+    return out

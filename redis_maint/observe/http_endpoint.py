@@ -7,12 +7,13 @@ once and idle or half-sent connections cannot starve /healthz or pile up threads
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 from collections.abc import Callable
 from datetime import timedelta
 
-from redis_maint.errors import MaintenanceError
+from redis_maint.errors import ConfigError
 from redis_maint.observe.http_server import BACKLOG, TIMEOUT, WORKERS, BufferedHandler, PooledHTTPServer
 
 log = logging.getLogger("redis_maint.http")
@@ -50,9 +51,14 @@ class HttpEndpoint:
                 backlog=self.backlog,
             )
         except OSError as exc:
-            raise MaintenanceError(
-                f"cannot serve /healthz and /metrics on {self.bind}:{self.port}: {exc.strerror}; "
-                "set http.port (REDIS_MAINT_HTTP__PORT) to a free port, or 0 to turn the endpoint off"
+            # A port in use or an address this host lacks is a setting to change: exit 2, not a failure.
+            what = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc.strerror})"
+            raise ConfigError(
+                [
+                    f"http.port: {self.bind}:{self.port} {what}, so /healthz and /metrics cannot be served; "
+                    "set REDIS_MAINT_HTTP__PORT (http.port) to a free port, REDIS_MAINT_HTTP__BIND to an "
+                    "address of this host, or the port to 0 to turn the endpoint off"
+                ]
             ) from None
         self.port = self.server.server_address[1]
         self.server.start()
