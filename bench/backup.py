@@ -34,7 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.services import MotoServer, RedisServer  # noqa: E402
+from tests.support.services.moto import MotoServer  # noqa: E402
+from tests.support.services.redis import RedisServer  # noqa: E402
 
 MIB = 1024 * 1024
 BUCKET = "bench"

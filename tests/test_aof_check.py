@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import wait_for
+from tests.support.common import ROOT, wait_for
+from tests.support.services.docker import managed_containers
+from tests.support.services.redis import wait_aof_rewrite
 
-ROOT = Path(__file__).resolve().parents[1]
-pytest_plugins = ("tests.docker_fixtures",)
 pytestmark = pytest.mark.docker
 
 LAST_VALUE = "v" * 40
@@ -25,22 +25,12 @@ def populated(server) -> Path:
     client = server.client()
     client.mset({f"session:{i}": json.dumps({"sub": i, "org": "o1"}) for i in range(300)})
     client.bgrewriteaof()
-    _wait_rewrite(client)
+    wait_aof_rewrite(client)
     for i in range(20):
         client.set(f"session:late:{i}", "x", ex=3600)
     client.save()
     client.set("lastkey", LAST_VALUE)
     return server.dir / "appendonlydir"
-
-
-def _wait_rewrite(client) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        info = client.info("persistence")
-        if not info["aof_rewrite_in_progress"] and not info["aof_rewrite_scheduled"]:
-            return
-        time.sleep(0.05)
-    raise TimeoutError("AOF rewrite did not finish")
 
 
 def _last_incr(aof_dir: Path) -> Path:
@@ -230,10 +220,6 @@ def test_sigterm_during_a_check_kills_and_removes_the_container(
     assert redis_server.client().config_get("auto-aof-rewrite-percentage") == {
         "auto-aof-rewrite-percentage": "100"
     }
-
-
-def managed_containers(client) -> list:
-    return client.containers.list(all=True, filters={"label": "redis-maint.managed=1"})
 
 
 def _running_checks(client) -> list:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.backup_helpers import BUCKET, objects, sha256_of
+from tests.support.builders.backups import BUCKET, objects, sha256_of
+from tests.support.services.redis import wait_aof_rewrite
 
-pytest_plugins = ("tests.docker_fixtures", "tests.backup_fixtures")
 pytestmark = pytest.mark.docker
 
 
@@ -23,19 +23,10 @@ def source(redis_server, check_image, no_leftovers, monkeypatch, tmp_path):
     client = redis_server.client()
     client.mset({f"session:{i}": json.dumps({"sub": i}) for i in range(250)})
     client.bgrewriteaof()
-    _wait(lambda: not client.info("persistence")["aof_rewrite_in_progress"])
+    wait_aof_rewrite(client)
     client.mset({f"cache:{i}": "x" for i in range(30)})
     client.set("session:last", "{}")
     return redis_server
-
-
-def _wait(predicate, timeout: float = 10.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def _backup(cli) -> tuple[int, dict]:

@@ -21,9 +21,9 @@ from redis_maint.run.daemon import AOF_RESTORE, Daemon
 from redis_maint.snapshot.aof_guard import aof_rewrite_paused
 from redis_maint.snapshot.aof_note import Note, Owner, read_note, write_note
 from redis_maint.timeutil import utcnow
-from tests.conftest import ROOT, json_out
-from tests.services import wait_for
-from tests.test_daemon import _daemon, _stop
+from tests.support.common import ROOT, json_out, wait_for
+from tests.support.daemon import Scheduled, only_health_settings, start_daemon, stop_daemon
+from tests.support.history import current_store
 
 PARAM = "auto-aof-rewrite-percentage"
 MINUTE = timedelta(minutes=1)
@@ -33,14 +33,10 @@ def _pct(server) -> str:
     return server.client().config_get(PARAM)[PARAM]
 
 
-def _store() -> HistoryStore:
-    return HistoryStore(os.environ["REDIS_MAINT_HISTORY_URL"])
-
-
 def _holder(job: str = "aof-check") -> tuple[subprocess.Popen, int]:
     """A real run of `job` (another process) that has paused rewrites and holds the pause."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.aof_guard_holder", job],
+        [sys.executable, "-m", "tests.support.processes.aof_guard_holder", job],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -115,11 +111,11 @@ def test_daemon_restores_a_pause_left_by_a_killed_run_and_records_it(redis_serve
     assert f"aof-check run {run_id}" in reason and f"pid {proc.pid}" in reason
     assert "no longer running" in reason and f"CONFIG SET {PARAM} 77" in reason
 
-    daemon = _daemon(REDIS_MAINT_JOBS__HEALTH__SCHEDULE="off")
+    daemon = start_daemon(REDIS_MAINT_JOBS__HEALTH__SCHEDULE="off")
     try:
-        wait_for(lambda: _store().list(job=AOF_RESTORE), timeout=20, what="the restore row")
+        wait_for(lambda: current_store().list(job=AOF_RESTORE), timeout=20, what="the restore row")
     finally:
-        code, err = _stop(daemon)
+        code, err = stop_daemon(daemon)
     assert code == 0, err
     assert _pct(redis_server) == "77"
     assert not note.exists()
@@ -133,7 +129,7 @@ def test_daemon_restores_a_pause_left_by_a_killed_run_and_records_it(redis_serve
         "aof-check",
     )
     assert summary["paused_since"] and str(proc.pid) in summary["paused_by"]
-    assert _store().get(run_id).status == RunStatus.INTERRUPTED
+    assert current_store().get(run_id).status == RunStatus.INTERRUPTED
 
 
 def test_the_daemon_leaves_the_pause_alone_while_its_owner_runs(redis_server, cli):
@@ -148,7 +144,7 @@ def test_the_daemon_leaves_the_pause_alone_while_its_owner_runs(redis_server, cl
         assert summary["aof_rewrite"]["owner_alive"] is True
     finally:
         _release(proc)
-    assert _store().list(job=AOF_RESTORE) == []
+    assert current_store().list(job=AOF_RESTORE) == []
     assert _pct(redis_server) == "77"
 
 
@@ -180,7 +176,7 @@ def _expire_lease(store: HistoryStore, job: str) -> None:
 
 def test_an_owner_on_another_host_counts_as_alive_until_its_lease_lapses(redis_server):
     settings = load_settings(jobs=REGISTRY)
-    store = _store()
+    store = current_store()
     run_id, owner = _foreign_run(store, "backup")
     write_note(settings.aof_guard_note, Note("64", [owner]))
     redis_server.client().config_set(PARAM, 0)
@@ -195,7 +191,7 @@ def test_an_owner_on_another_host_counts_as_alive_until_its_lease_lapses(redis_s
 
 def test_an_old_one_number_note_is_restored_once_no_run_is_alive(redis_server):
     settings = load_settings(jobs=REGISTRY)
-    store = _store()
+    store = current_store()
     settings.aof_guard_note.parent.mkdir(parents=True)
     settings.aof_guard_note.write_text("55\n")
     redis_server.client().config_set(PARAM, 0)
@@ -219,14 +215,12 @@ def test_a_value_already_set_by_hand_only_removes_the_stale_note(redis_server):
 
 
 def test_a_running_daemon_restores_a_pause_whose_owner_dies_later(redis_server, monkeypatch):
-    from tests.test_daemon import _Scheduled, _settings
-
     redis_server.client().config_set(PARAM, 77)
     monkeypatch.setenv("REDIS_MAINT_LOCK__LEASE_TTL", "1s")  # the daemon checks once per lease TTL
     proc, run_id = _holder()
-    with _Scheduled(_settings("off")):
+    with Scheduled(only_health_settings("off")):
         _kill(proc)  # e.g. an operator's `run backup` OOM-killed while the daemon keeps running
-        wait_for(lambda: _store().list(job=AOF_RESTORE), timeout=20, what="the periodic restore")
-    (row,) = _store().list(job=AOF_RESTORE)
+        wait_for(lambda: current_store().list(job=AOF_RESTORE), timeout=20, what="the periodic restore")
+    (row,) = current_store().list(job=AOF_RESTORE)
     assert row.trigger == "scheduled" and row.summary["paused_by_run"] == run_id
     assert _pct(redis_server) == "77"

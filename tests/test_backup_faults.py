@@ -15,11 +15,8 @@ import pytest
 
 from redis_maint.history.catalog import Catalog
 from redis_maint.history.runs import HistoryStore
-from tests.backup_helpers import BUCKET, SECRET, fill_sessions, multipart_uploads, objects, staged
-from tests.conftest import ROOT, json_out
-from tests.services import free_port, in_ci
-
-pytest_plugins = ["tests.backup_fixtures"]  # fixtures: backup_env, bucket
+from tests.support.builders.backups import BUCKET, SECRET, fill_sessions, multipart_uploads, objects, staged
+from tests.support.common import ROOT, free_port, in_ci, json_out
 
 
 def run_backup(cli):
@@ -228,7 +225,7 @@ def test_sigterm_during_upload_leaves_no_backup_and_no_multipart_upload(
 def test_s3_dying_mid_upload_fails_the_run_and_the_next_run_succeeds(
     redis_server, backup_env, monkeypatch, cli
 ):
-    from tests.services import MotoServer
+    from tests.support.services.moto import MotoServer
 
     doomed = MotoServer().start()  # our own S3, to kill mid-upload
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", doomed.endpoint)

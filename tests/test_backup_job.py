@@ -10,7 +10,7 @@ import pytest
 
 from redis_maint.history.catalog import Catalog
 from redis_maint.history.runs import HistoryStore
-from tests.backup_helpers import (
+from tests.support.builders.backups import (
     BUCKET,
     digest,
     fill_sessions,
@@ -21,9 +21,8 @@ from tests.backup_helpers import (
     staged,
     start_on,
 )
-from tests.conftest import json_out
-
-pytest_plugins = ["tests.backup_fixtures"]  # fixtures: backup_env, bucket
+from tests.support.common import json_out
+from tests.support.services.redis import wait_aof_rewrite
 
 
 def run_backup(cli, *extra: str) -> dict:
@@ -84,7 +83,7 @@ def test_restored_directory_gives_a_fresh_redis_the_same_digest(
     fill_types(client)
     if appendonly:  # a rewrite, then more writes: base + a non-empty incr file
         client.bgrewriteaof()
-        wait_no_rewrite(client)
+        wait_aof_rewrite(client)
         fill_sessions(client, 500, start=10_000)
     run = run_backup(cli)
     assert run["status"] == "succeeded", run["error"]
@@ -104,12 +103,6 @@ def test_restored_directory_gives_a_fresh_redis_the_same_digest(
         assert fresh.client().dbsize() == client.dbsize()
     finally:
         fresh.stop()
-
-
-def wait_no_rewrite(client) -> None:
-    from tests.services import wait_for
-
-    wait_for(lambda: client.info("persistence")["aof_rewrite_in_progress"] == 0, what="AOF rewrite")
 
 
 def test_verify_catches_a_flipped_byte_and_records_it(cli, redis_server, bucket, backup_env, tmp_path):

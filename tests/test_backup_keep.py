@@ -15,11 +15,9 @@ from redis_maint.history.catalog import Catalog
 from redis_maint.history.runs import HistoryStore
 from redis_maint.storage import open_target
 from redis_maint.timeutil import utcnow
-from tests.backup_helpers import BUCKET, fill_sessions
-from tests.conftest import json_out
-from tests.prune_helpers import fake_backup
-
-pytest_plugins = ["tests.backup_fixtures"]  # fixtures: backup_env, bucket
+from tests.support.builders.backups import BUCKET, fill_sessions
+from tests.support.builders.stored import fake_backup
+from tests.support.common import json_out
 
 MARCH = [datetime(2024, 3, 10 - n, 3, tzinfo=UTC) for n in range(3)]  # 10, 9, 8 March 2024
 

@@ -14,12 +14,9 @@ from redis_maint.history.catalog import Catalog
 from redis_maint.history.runs import HistoryStore
 from redis_maint.storage import open_target
 from redis_maint.timeutil import utcnow
-from tests.backup_helpers import fill_sessions
-from tests.conftest import json_out
-from tests.prune_helpers import fake_backup
-from tests.services import free_port
-
-pytest_plugins = ["tests.backup_fixtures"]  # fixtures: backup_env, bucket
+from tests.support.builders.backups import fill_sessions
+from tests.support.builders.stored import fake_backup
+from tests.support.common import free_port, json_out
 
 
 def test_ninety_frozen_days_of_backups_leave_exactly_the_policy_set(tmp_path):

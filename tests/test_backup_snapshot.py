@@ -17,8 +17,8 @@ from redis_maint.snapshot.aof_manifest import live_files, parse_aof_manifest, sp
 from redis_maint.snapshot.aof_note import read_note
 from redis_maint.snapshot.bgsave import bgsave_and_wait
 from redis_maint.snapshot.take import take_snapshot
-from tests.backup_helpers import fill_sessions
-from tests.services import wait_for
+from tests.support.builders.backups import fill_sessions
+from tests.support.services.redis import wait_aof_rewrite
 
 NOOP = lambda: None  # noqa: E731
 MINUTE = timedelta(minutes=1)
@@ -207,7 +207,7 @@ def test_snapshot_copies_the_manifest_and_every_live_file_it_names(redis_server,
     client = redis_server.client()
     fill_sessions(client, 2000)
     client.bgrewriteaof()
-    wait_for(lambda: client.info("persistence")["aof_rewrite_in_progress"] == 0, what="rewrite")
+    wait_aof_rewrite(client)
     fill_sessions(client, 200, start=5000)
     snap = take_snapshot(client, redis_server.dir, tmp_path / "stage", checkpoint=NOOP)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import json_out
+from tests.support.common import json_out
 
 
 def test_backup_verify_with_no_backup_yet_succeeds_and_says_so(redis_server, cli):

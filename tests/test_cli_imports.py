@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support.common import ROOT
 
 HEAVY = ("docker", "boto3", "botocore", "apscheduler", "redis")
 # Runs the real CLI in a fresh interpreter and reports which modules it loaded.

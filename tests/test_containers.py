@@ -22,8 +22,7 @@ from redis_maint.checks.containers import (
 from redis_maint.checks.integrity import Target, hand_over, split_sections, verdicts
 from redis_maint.checks.verdicts import Verdict
 from redis_maint.errors import ContainerError, JobCancelledError
-
-pytest_plugins = ("tests.docker_fixtures",)
+from tests.support.services.docker import managed_containers
 
 # -- where the daemon finds a snapshot: the sidecar trap (pure) --------------------------------
 
@@ -101,15 +100,11 @@ def _engine(**overrides) -> Engine:
     return Engine(DockerSettings(**{"pull_policy": "never", **overrides}), run_id="t")
 
 
-IMAGE = "redis-maint-check:7"  # built by the docker_engine fixture (tests/docker_fixtures.py)
+IMAGE = "redis-maint-check:7"  # built by the docker_engine fixture (tests/support/fixtures/docker.py)
 
 
 def _spec(command: list[str], mount: MountPlan | None = None) -> ContainerSpec:
     return ContainerSpec(image=IMAGE, command=command, purpose="test", mount=mount)
-
-
-def managed_containers(client) -> list:
-    return client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=1"})
 
 
 @pytest.mark.docker

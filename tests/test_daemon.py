@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -18,48 +17,24 @@ from config import load_settings
 from redis_maint.history.runs import HistoryStore, RunStatus
 from redis_maint.run.daemon import Daemon
 from redis_maint.timeutil import utcnow
-from tests.conftest import ROOT
-from tests.services import wait_for
-
-
-def _store() -> HistoryStore:
-    return HistoryStore(os.environ["REDIS_MAINT_HISTORY_URL"])
-
-
-def _only_health_env(schedule: str) -> dict[str, str]:
-    """Every job off except health, scheduled as `schedule`."""
-    import jobs
-
-    env = {f"REDIS_MAINT_JOBS__{name.upper().replace('-', '_')}__SCHEDULE": "off" for name in jobs.REGISTRY}
-    return {**env, "REDIS_MAINT_JOBS__HEALTH__SCHEDULE": schedule}
-
-
-def _daemon(**env: str) -> subprocess.Popen:
-    env = {**_only_health_env(env.pop("REDIS_MAINT_JOBS__HEALTH__SCHEDULE")), **env}
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "scheduler.py"), "daemon"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, **env},
-    )
-
-
-def _stop(proc: subprocess.Popen) -> tuple[int, str]:
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
-    return proc.returncode, err
+from tests.support.builders.sessions import seed
+from tests.support.common import wait_for
+from tests.support.daemon import Scheduled, only_health_settings, start_daemon, stop_daemon
+from tests.support.history import current_store
 
 
 def test_daemon_catches_up_then_runs_on_schedule_and_stops_on_sigterm(redis_server):
-    proc = _daemon(REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1s")
+    proc = start_daemon(REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1s")
     try:
-        wait_for(lambda: len(_store().list(job="health", status="succeeded")) >= 3, timeout=20, what="3 runs")
+        wait_for(
+            lambda: len(current_store().list(job="health", status="succeeded")) >= 3,
+            timeout=20,
+            what="3 runs",
+        )
     finally:
-        code, err = _stop(proc)
+        code, err = stop_daemon(proc)
     assert code == 0, err
-    runs = list(reversed(_store().list(job="health")))
+    runs = list(reversed(current_store().list(job="health")))
     assert runs[0].trigger == "catch-up"  # never succeeded before
     assert {r.trigger for r in runs[1:]} == {"scheduled"}
     assert all(r.status == "succeeded" for r in runs)
@@ -72,18 +47,18 @@ def test_sigkill_mid_run_then_restart_marks_the_run_interrupted(redis_server):
         ["redis-cli", "-p", str(redis_server.port), "DEBUG", "SLEEP", "3"], stdout=subprocess.DEVNULL
     )
     time.sleep(0.2)
-    first = _daemon(REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1h", REDIS_MAINT_REDIS_TIMEOUT="20s")
-    wait_for(lambda: _store().running("health"), timeout=15, what="catch-up run to start")
+    first = start_daemon(REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1h", REDIS_MAINT_REDIS_TIMEOUT="20s")
+    wait_for(lambda: current_store().running("health"), timeout=15, what="catch-up run to start")
     first.send_signal(signal.SIGKILL)
     first.wait()
     sleeper.wait()
-    assert _store().running("health")[0].pid == first.pid
-    second = _daemon(REDIS_MAINT_JOBS__HEALTH__SCHEDULE="off")
+    assert current_store().running("health")[0].pid == first.pid
+    second = start_daemon(REDIS_MAINT_JOBS__HEALTH__SCHEDULE="off")
     try:
-        wait_for(lambda: not _store().running("health"), timeout=15, what="reaping")
+        wait_for(lambda: not current_store().running("health"), timeout=15, what="reaping")
     finally:
-        _stop(second)
-    killed = [r for r in _store().list(job="health") if r.pid == first.pid]
+        stop_daemon(second)
+    killed = [r for r in current_store().list(job="health") if r.pid == first.pid]
     assert [r.status for r in killed] == [RunStatus.INTERRUPTED]
 
 
@@ -92,26 +67,20 @@ def test_sigterm_waits_for_the_drain_grace_then_marks_interrupted(redis_server):
         ["redis-cli", "-p", str(redis_server.port), "DEBUG", "SLEEP", "6"], stdout=subprocess.DEVNULL
     )
     time.sleep(0.2)
-    proc = _daemon(
+    proc = start_daemon(
         REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1h",
         REDIS_MAINT_REDIS_TIMEOUT="20s",
         REDIS_MAINT_DAEMON__DRAIN_GRACE="1s",
     )
-    wait_for(lambda: _store().running("health"), timeout=15, what="run to start")
+    wait_for(lambda: current_store().running("health"), timeout=15, what="run to start")
     t0 = time.monotonic()
-    code, err = _stop(proc)
+    code, err = stop_daemon(proc)
     took = time.monotonic() - t0
     sleeper.wait()
     assert code == 0, err
     assert took < 5, "the drain is bounded by drain_grace, not by the job"
-    (run,) = _store().list(job="health")
+    (run,) = current_store().list(job="health")
     assert run.status == "interrupted" and "drain grace" in run.error
-
-
-def _settings(schedule: str):
-    import jobs
-
-    return load_settings(environ={**os.environ, **_only_health_env(schedule)}, jobs=jobs.REGISTRY)
 
 
 def _succeeded_at(store: HistoryStore, when: datetime) -> None:
@@ -121,8 +90,8 @@ def _succeeded_at(store: HistoryStore, when: datetime) -> None:
 
 
 def test_catch_up_runs_a_job_that_missed_its_nightly_slot_and_records_the_miss():
-    settings = _settings("0 3 * * *")
-    store = _store()
+    settings = only_health_settings("0 3 * * *")
+    store = current_store()
     _succeeded_at(store, datetime(2026, 3, 8, 3, 0, 5, tzinfo=UTC))
     with freeze_time(datetime(2026, 3, 10, 9, 0, tzinfo=UTC)):
         due = Daemon(settings).catch_up()
@@ -132,8 +101,8 @@ def test_catch_up_runs_a_job_that_missed_its_nightly_slot_and_records_the_miss()
 
 
 def test_catch_up_skips_a_job_that_ran_within_its_period():
-    settings = _settings("0 3 * * *")
-    store = _store()
+    settings = only_health_settings("0 3 * * *")
+    store = current_store()
     _succeeded_at(store, datetime(2026, 3, 10, 3, 0, 5, tzinfo=UTC))
     with freeze_time(datetime(2026, 3, 10, 23, 0, tzinfo=UTC)):
         assert Daemon(settings).catch_up() == []
@@ -141,32 +110,15 @@ def test_catch_up_skips_a_job_that_ran_within_its_period():
 
 
 def test_catch_up_runs_a_job_that_never_succeeded_without_inventing_a_miss():
-    settings = _settings("0 3 * * *")
+    settings = only_health_settings("0 3 * * *")
     with freeze_time(datetime(2026, 3, 10, 9, 0, tzinfo=UTC)):
         assert Daemon(settings).catch_up() == ["health"]
-    assert _store().list(job="health") == []
+    assert current_store().list(job="health") == []
 
 
 def test_catch_up_ignores_jobs_that_are_off():
     with freeze_time(datetime(2026, 3, 10, 9, 0, tzinfo=UTC)):
-        assert Daemon(_settings("off")).catch_up() == []
-
-
-class _Scheduled:
-    """A Daemon's real APScheduler scheduler, running in a thread (no signals, no catch-up)."""
-
-    def __init__(self, settings):
-        self.daemon = Daemon(settings)
-        self.scheduler = self.daemon.build_scheduler()
-        self.thread = threading.Thread(target=self.scheduler.start)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.scheduler.shutdown(wait=True)
-        self.thread.join(30)
+        assert Daemon(only_health_settings("off")).catch_up() == []
 
 
 def test_a_run_still_going_at_its_next_slot_is_recorded_as_skipped_by_the_real_scheduler(monkeypatch):
@@ -179,25 +131,31 @@ def test_a_run_still_going_at_its_next_slot_is_recorded_as_skipped_by_the_real_s
         return {}
 
     monkeypatch.setitem(jobs.REGISTRY, "health", dataclasses.replace(jobs.REGISTRY["health"], run=slow))
-    with _Scheduled(_settings("every 1s")):
+    with Scheduled(only_health_settings("every 1s")):
         try:
-            wait_for(lambda: _store().list(job="health", status="skipped"), timeout=20, what="max_instances")
+            wait_for(
+                lambda: current_store().list(job="health", status="skipped"), timeout=20, what="max_instances"
+            )
         finally:
             release.set()
-    skipped = _store().list(job="health", status="skipped")[-1]
+    skipped = current_store().list(job="health", status="skipped")[-1]
     assert skipped.trigger == "scheduled" and skipped.requested_by == "daemon"
     assert "the previous run of 'health' is still running" in skipped.error
-    assert [r.status for r in _store().list(job="health", status="succeeded")], "the slow run itself finished"
+    assert [r.status for r in current_store().list(job="health", status="succeeded")], (
+        "the slow run itself finished"
+    )
 
 
 def test_a_slot_missed_beyond_the_misfire_grace_is_recorded_by_the_real_scheduler():
-    scheduled = _Scheduled(_settings("0 3 * * *"))
+    scheduled = Scheduled(only_health_settings("0 3 * * *"))
     due = (utcnow() - timedelta(seconds=10)).replace(microsecond=0)
     # As if the process had been stalled for 10 s past a slot whose grace is 1 s.
     scheduled.scheduler.modify_job("health", next_run_time=due, misfire_grace_time=1)
     with scheduled:
-        wait_for(lambda: _store().list(job="health", status="missed"), timeout=20, what="the missed event")
-    (row,) = _store().list(job="health")
+        wait_for(
+            lambda: current_store().list(job="health", status="missed"), timeout=20, what="the missed event"
+        )
+    (row,) = current_store().list(job="health")
     assert row.status == "missed"
     assert row.started_at == due and row.trigger == "scheduled" and "misfire grace" in row.error
 
@@ -207,12 +165,12 @@ def test_sigterm_lets_a_run_that_finishes_within_the_drain_grace_succeed(redis_s
         ["redis-cli", "-p", str(redis_server.port), "DEBUG", "SLEEP", "5"], stdout=subprocess.DEVNULL
     )
     time.sleep(0.2)
-    proc = _daemon(REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1h", REDIS_MAINT_REDIS_TIMEOUT="20s")
-    wait_for(lambda: _store().running("health"), timeout=15, what="run to start")
-    code, err = _stop(proc)  # the run is blocked on Redis; the 25 s drain grace is plenty
+    proc = start_daemon(REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1h", REDIS_MAINT_REDIS_TIMEOUT="20s")
+    wait_for(lambda: current_store().running("health"), timeout=15, what="run to start")
+    code, err = stop_daemon(proc)  # the run is blocked on Redis; the 25 s drain grace is plenty
     sleeper.wait()
     assert code == 0, err
-    (run,) = _store().list(job="health")
+    (run,) = current_store().list(job="health")
     assert run.status == "succeeded", run.error
     assert '"msg": "stop requested"' in err and '"msg": "daemon stopped"' in err
     assert "runs interrupted at shutdown" not in err
@@ -226,7 +184,7 @@ def test_sigterm_during_start_up_exits_cleanly(tmp_path):
     mute.bind(("127.0.0.1", 0))
     mute.listen(8)
     write_note(tmp_path / "state" / "aof-rewrite-percentage.note", Note("100", []))
-    proc = _daemon(
+    proc = start_daemon(
         REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1s",
         REDIS_MAINT_REDIS_URL=f"redis://127.0.0.1:{mute.getsockname()[1]}/0",
         REDIS_MAINT_REDIS_TIMEOUT="2s",
@@ -234,13 +192,13 @@ def test_sigterm_during_start_up_exits_cleanly(tmp_path):
     try:
         mute.settimeout(20)
         conn, _ = mute.accept()  # the daemon is inside its start-up check now
-        code, err = _stop(proc)
+        code, err = stop_daemon(proc)
         conn.close()
     finally:
         mute.close()
     assert code == 0, err
     assert '"msg": "stop requested"' in err and '"msg": "daemon stopped"' in err
-    assert _store().list(job="health") == [], "nothing was scheduled after the stop request"
+    assert current_store().list(job="health") == [], "nothing was scheduled after the stop request"
 
 
 def test_schedules_use_the_configured_timezone():
@@ -262,19 +220,21 @@ def test_schedules_use_the_configured_timezone():
 
 
 def test_a_scheduled_sweep_runs_in_its_idle_thread_and_deletes_the_stale_sessions(redis_server):
-    from tests.session_data import seed
-
     client = redis_server.client()
     stale = seed(client, 300)
-    proc = _daemon(
+    proc = start_daemon(
         REDIS_MAINT_JOBS__HEALTH__SCHEDULE="off", REDIS_MAINT_JOBS__SESSION_SWEEP__SCHEDULE="every 1h"
     )
     try:
-        wait_for(lambda: _store().list(job="session-sweep", status="succeeded"), timeout=20, what="the sweep")
+        wait_for(
+            lambda: current_store().list(job="session-sweep", status="succeeded"),
+            timeout=20,
+            what="the sweep",
+        )
     finally:
-        code, err = _stop(proc)
+        code, err = stop_daemon(proc)
     assert code == 0, err
-    run = _store().list(job="session-sweep")[0]
+    run = current_store().list(job="session-sweep")[0]
     assert run.trigger == "catch-up"
     assert run.summary["deleted"]["stale"] == stale == 150
     assert client.dbsize() == 150

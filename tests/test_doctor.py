@@ -8,8 +8,7 @@ import json
 import pytest
 
 from config import loader
-from tests.docker_fixtures import check_image, docker_engine, local_image  # noqa: F401 (fixtures)
-from tests.services import free_port
+from tests.support.common import free_port
 
 NO_DOCKER_JOBS = {
     "REDIS_MAINT_JOBS__AOF_CHECK__SCHEDULE": "off",
@@ -84,7 +83,7 @@ def test_backup_with_verify_before_upload_but_no_schedule_needs_no_docker(
 
 
 @pytest.mark.docker
-def test_the_defaults_check_a_real_engine_and_pass_when_it_answers(cli, redis_server, check_image):  # noqa: F811
+def test_the_defaults_check_a_real_engine_and_pass_when_it_answers(cli, redis_server, check_image):
     result = cli("doctor", "--json")
     assert result.exit_code == 0, result.output
     docker = checks(result)["docker"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from jobs.health import HealthSettings, collect_figures, evaluate
-from tests.conftest import json_out
+from tests.support.common import json_out
 
 
 def test_health_reports_the_runbook_figures(redis_server, cli):
@@ -51,7 +51,7 @@ def test_slowlog_reports_new_entries_by_command_name_only(redis_server, cli):
 
 
 def test_health_fails_clearly_when_redis_is_down(monkeypatch, cli):
-    from tests.services import free_port
+    from tests.support.common import free_port
 
     monkeypatch.setenv("REDIS_MAINT_REDIS_URL", f"redis://:hunter2@127.0.0.1:{free_port()}/0")
     monkeypatch.setenv("REDIS_MAINT_REDIS_TIMEOUT", "1s")

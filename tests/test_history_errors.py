@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from redis_maint.errors import HistoryError
 from redis_maint.history import db, db_errors
 from redis_maint.history.runs import HistoryStore, RunStatus
-from tests.conftest import ROOT
+from tests.support.common import ROOT
 
 SQL_MARKERS = ("SELECT", "INSERT", "UPDATE", "PRAGMA", "CREATE TABLE", "[SQL", "[parameters")
 NOBODY = 65534

@@ -21,10 +21,9 @@ import pytest
 
 from redis_maint.observe.http_endpoint import HttpEndpoint, _handler
 from redis_maint.observe.http_server import PooledHTTPServer
-from tests.conftest import ROOT
-from tests.services import free_port, in_ci, wait_for
-from tests.test_metrics import scrape_text
-from tests.webhook import WebhookServer
+from tests.support.common import ROOT, free_port, in_ci, wait_for
+from tests.support.metrics import scrape_text
+from tests.support.services.webhook import WebhookServer
 
 
 class Daemon:

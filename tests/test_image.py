@@ -22,9 +22,8 @@ from subprocess import DEVNULL
 import boto3
 import pytest
 
-from tests.conftest import ROOT
-from tests.docker_fixtures import CHECK_IMAGE, docker_engine  # noqa: F401 (fixture)
-from tests.services import free_port, in_ci, wait_for
+from tests.support.common import ROOT, free_port, in_ci, wait_for
+from tests.support.services.docker import CHECK_IMAGE
 
 # Building the image from nothing (debootstrap, wheels) takes ~3 min on 2 cores.
 pytestmark = [pytest.mark.docker, pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -39,7 +38,7 @@ def _run(*cmd: str, timeout: float = 120, env: dict | None = None, cwd=None) -> 
 
 
 @pytest.fixture(scope="session")
-def sidecar_image(docker_engine):  # noqa: F811
+def sidecar_image(docker_engine):
     t0 = time.monotonic()
     result = _run("bash", str(ROOT / "scripts" / "build-image.sh"), IMAGE, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -64,7 +63,7 @@ def test_the_image_runs_the_cli_as_a_non_root_user(sidecar_image):
 
 
 @pytest.fixture
-def bridge_s3(docker_engine):  # noqa: F811
+def bridge_s3(docker_engine):
     """moto's S3 server on the Docker bridge's gateway address, so containers can reach it."""
     ipam = docker_engine.networks.get("bridge").attrs["IPAM"]["Config"][0]
     gateway = ipam.get("Gateway") or str(next(ipaddress.ip_network(ipam["Subnet"]).hosts()))

@@ -9,8 +9,7 @@ import pytest
 import yaml
 
 from jobs import REGISTRY
-from tests.conftest import ROOT
-from tests.services import in_ci
+from tests.support.common import ROOT, in_ci
 
 INFRA = ROOT / "infra" / "redis"
 RULES = INFRA / "alerts.yml"

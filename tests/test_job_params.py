@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import json_out
-from tests.session_data import HOUR_MS, put, server_now_ms, session
+from tests.support.builders.sessions import HOUR_MS, put, server_now_ms, session
+from tests.support.common import json_out
 
 
 def _rows(cli) -> list:

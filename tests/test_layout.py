@@ -10,7 +10,7 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.support.common import ROOT
 
 PACKAGES = ("redis_maint", "jobs", "config")
 # The composition roots: they wire jobs, settings and infrastructure together.
@@ -147,3 +147,80 @@ def test_no_job_imports_another_job():
         if target in jobs
     ]
     assert bad == []
+
+
+# -- the test scaffold: helpers live in tests/support, fixtures are registered once ----------------
+
+TESTS = ROOT / "tests"
+
+
+def _names_a_test_module(name: str) -> bool:
+    """tests.conftest, tests.test_x (and the bare `conftest` / `test_x` that rootdir imports allow)."""
+    parts = name.split(".")
+    if parts[0] == "tests":
+        parts = parts[1:]
+    return len(parts) >= 1 and (parts[0] == "conftest" or parts[0].startswith("test_"))
+
+
+def imports_of_test_modules(source: str) -> list[str]:
+    """What `source` imports of tests.conftest or of a test module, in any form and anywhere in it."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            # relative imports in tests/ name its modules: `from .conftest import ROOT`, `from . import test_x`
+            base = ".".join(filter(None, ["tests", node.module])) if node.level else node.module
+            names = [base, *(f"{base}.{a.name}" for a in node.names)]
+        else:
+            continue
+        found += [n for n in names if _names_a_test_module(n)]
+    return sorted(set(found))
+
+
+def test_no_module_under_tests_imports_conftest_or_a_test_module():
+    bad = {
+        str(path.relative_to(ROOT)): found
+        for path in sorted(TESTS.rglob("*.py"))
+        if (found := imports_of_test_modules(path.read_text()))
+    }
+    assert bad == {}, "import shared helpers from tests.support instead"
+
+
+def test_the_import_check_finds_each_form():
+    assert imports_of_test_modules("from tests.conftest import ROOT") == [
+        "tests.conftest",
+        "tests.conftest.ROOT",
+    ]
+    assert imports_of_test_modules("import tests.test_daemon") == ["tests.test_daemon"]
+    assert imports_of_test_modules("from tests import test_metrics") == ["tests.test_metrics"]
+    assert imports_of_test_modules("def f():\n    from tests.test_daemon import _stop") == [
+        "tests.test_daemon",
+        "tests.test_daemon._stop",
+    ]
+    assert imports_of_test_modules("from .conftest import json_out") == [
+        "tests.conftest",
+        "tests.conftest.json_out",
+    ]
+    assert imports_of_test_modules("from conftest import ROOT") == ["conftest", "conftest.ROOT"]
+    assert imports_of_test_modules("from tests.support.common import ROOT\nimport json") == []
+
+
+def test_helpers_live_in_support_and_fixtures_are_registered_once():
+    stray = [
+        p.name
+        for p in TESTS.glob("*.py")
+        if p.name not in ("__init__.py", "conftest.py") and not p.name.startswith("test_")
+    ]
+    assert stray == [], "put helper modules under tests/support/"
+    per_module = [
+        str(p.relative_to(ROOT))
+        for p in TESTS.rglob("*.py")
+        if p != TESTS / "conftest.py"
+        and any(
+            isinstance(node, ast.Assign)
+            and any(getattr(t, "id", None) == "pytest_plugins" for t in node.targets)
+            for node in ast.parse(p.read_text()).body
+        )
+    ]
+    assert per_module == [], "register fixture modules in tests/conftest.py's pytest_plugins"

@@ -16,28 +16,24 @@ import jobs
 from config import load_settings
 from jobs import REGISTRY
 from redis_maint.history import db
-from redis_maint.history.runs import HistoryStore, Run
+from redis_maint.history.runs import Run
 from redis_maint.run import runner
 from redis_maint.timeutil import utcnow
-from tests.conftest import ROOT, json_out
-from tests.services import wait_for
+from tests.support.common import ROOT, json_out, wait_for
+from tests.support.history import current_store
 
 WAIT_CAP_S = 30  # a safety net so a broken test ends; never a speed assertion
 
 
-def _store() -> HistoryStore:
-    return HistoryStore(os.environ["REDIS_MAINT_HISTORY_URL"])
-
-
 def _lease_row(job: str = "health"):
-    with _store().engine.connect() as conn:
+    with current_store().engine.connect() as conn:
         return conn.execute(select(db.leases).where(db.leases.c.job == job)).mappings().first()
 
 
 def _take_over(job: str = "health", host: str = "elsewhere") -> None:
     """What another process's Lease._try_take writes once our lease has lapsed."""
     now = utcnow()
-    with _store().engine.begin() as conn:
+    with current_store().engine.begin() as conn:
         conn.execute(
             update(db.leases)
             .where(db.leases.c.job == job)
@@ -122,7 +118,7 @@ def test_a_holder_on_another_host_blocks_until_its_lease_expires_then_another_pr
     gone = subprocess.Popen(["true"])
     gone.wait()  # a pid that is dead here: on another host a pid proves nothing either way
     now = utcnow()
-    with _store().engine.begin() as conn:
+    with current_store().engine.begin() as conn:
         conn.execute(
             db.leases.insert().values(
                 job="health",
@@ -139,7 +135,7 @@ def test_a_holder_on_another_host_blocks_until_its_lease_expires_then_another_pr
     assert f"elsewhere pid {gone.pid}" in json_out(blocked)["error"]
     # The remote holder stops renewing: its lease lapses half a second from now.
     lapse = utcnow() + timedelta(seconds=0.5)
-    with _store().engine.begin() as conn:
+    with current_store().engine.begin() as conn:
         conn.execute(update(db.leases).where(db.leases.c.job == "health").values(expires_at=lapse))
     wait_for(lambda: utcnow() > lapse, what="the lease to lapse")
     taken = _other_process_run()

@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
-
-from prometheus_client.parser import text_string_to_metric_families
 
 from jobs import REGISTRY
 from redis_maint.history.runs import HistoryStore, RunStatus
 from redis_maint.observe.metrics import Metrics
 from redis_maint.timeutil import utcnow
-
-
-def _store() -> HistoryStore:
-    return HistoryStore(os.environ["REDIS_MAINT_HISTORY_URL"])
+from tests.support.history import current_store
+from tests.support.metrics import scrape_text
 
 
 def scrape(metrics: Metrics) -> dict[tuple[str, tuple], float]:
     return scrape_text(metrics.exposition().decode())
-
-
-def scrape_text(text: str) -> dict[tuple[str, tuple], float]:
-    """{(sample name, sorted labels): value} from the exposition text, as Prometheus parses it."""
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
 
 
 def _finished(store: HistoryStore, job: str, status: RunStatus, summary: dict | None = None, error=None):
@@ -46,7 +32,7 @@ HEALTH = {
 
 
 def test_last_success_and_health_figures_survive_a_restart():
-    store = _store()
+    store = current_store()
     _finished(store, "health", RunStatus.SUCCEEDED, HEALTH)
     backup_ok = _finished(store, "aof-check", RunStatus.SUCCEEDED)
     _finished(store, "aof-check", RunStatus.SUCCEEDED, {"dry_run": True})  # a rehearsal is not a success
@@ -66,7 +52,7 @@ def test_last_success_and_health_figures_survive_a_restart():
 
 
 def test_a_failed_health_run_turns_redis_up_to_zero_and_drops_stale_figures():
-    store = _store()
+    store = current_store()
     _finished(store, "health", RunStatus.SUCCEEDED, HEALTH)
     _finished(store, "health", RunStatus.FAILED, error="cannot reach Redis")
     sample = scrape(Metrics(store, list(REGISTRY), "default"))
@@ -77,7 +63,7 @@ def test_a_failed_health_run_turns_redis_up_to_zero_and_drops_stale_figures():
 
 
 def test_observer_counts_swept_sessions_by_reason_and_durations():
-    store = _store()
+    store = current_store()
     metrics = Metrics(store, list(REGISTRY), "default")
     summary = {"deleted": {"stale": 5, "expired_no_ttl": 2, "unreadable": 0}}
     metrics.observe(_finished(store, "session-sweep", RunStatus.SUCCEEDED, summary))
@@ -94,7 +80,7 @@ def test_observer_counts_swept_sessions_by_reason_and_durations():
 def test_backup_figures_come_from_the_catalog():
     from redis_maint.history.catalog import BackupRecord, BackupStatus, Catalog
 
-    store = _store()
+    store = current_store()
     catalog = Catalog(store)
     for n, age in ((1, 48), (2, 2)):
         catalog.add(
@@ -120,7 +106,7 @@ def test_backup_figures_come_from_the_catalog():
 
 
 def test_an_unreadable_history_is_reported_not_raised(tmp_path):
-    store = _store()
+    store = current_store()
     metrics = Metrics(store, list(REGISTRY), "default")
     # the collector holds this store: point it at a database that cannot be opened
     from sqlalchemy import create_engine
@@ -134,13 +120,13 @@ def test_metrics_and_notifications_observe_a_runner_the_same_way(redis_server, m
     """Both are observers of the Runner: a run through it reaches the metrics and the webhook."""
     from config import load_settings
     from redis_maint.run.runner import build_runner
-    from tests.webhook import WebhookServer
+    from tests.support.services.webhook import WebhookServer
 
     hook = WebhookServer().start()
     monkeypatch.setenv("REDIS_MAINT_NOTIFY__WEBHOOK_URL", hook.url + "/hook")
     monkeypatch.setenv("REDIS_MAINT_REDIS_URL", "redis://127.0.0.1:1/0")
     try:
-        store = _store()
+        store = current_store()
         runner = build_runner(load_settings(jobs=REGISTRY), store)  # notifications, as every process
         metrics = Metrics(store, list(REGISTRY), "default")
         runner.add_observer(metrics.observe)  # as the daemon adds its metrics

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import timedelta
 
@@ -12,7 +11,8 @@ from config import load_settings
 from jobs import REGISTRY
 from redis_maint.history.runs import HistoryStore, RunStatus
 from redis_maint.observe import notify
-from tests.webhook import WebhookServer
+from tests.support.history import current_store
+from tests.support.services.webhook import WebhookServer
 
 SECRET = "hunter2-do-not-leak"
 
@@ -35,17 +35,13 @@ def secured_redis(redis_factory, monkeypatch):
     return server
 
 
-def _store() -> HistoryStore:
-    return HistoryStore(os.environ["REDIS_MAINT_HISTORY_URL"])
-
-
 def test_a_failing_job_notifies_once_with_job_run_and_error_and_no_credentials(cli, hook, secured_redis):
     secured_redis.stop()
     first = cli("run", "health", "--json")
     second = cli("run", "health", "--json")
     assert first.exit_code == 1 and second.exit_code == 1
     (call,) = hook.posted("/hook")
-    (failed, _) = _store().list(job="health")[::-1]
+    (failed, _) = current_store().list(job="health")[::-1]
     assert call["event"] == "failure" and call["job"] == "health" and call["run_id"] == failed.id
     assert call["status"] == "failed" and "cannot reach Redis" in call["error"]
     assert len(hook.posted("/slack")) == 1 and hook.posted("/slack")[0]["text"].startswith(":red_circle:")
@@ -130,7 +126,7 @@ def _complete_backup(store: HistoryStore, age: timedelta, backup_id: str = "b1")
 
 
 def test_backup_age_guard_fails_and_notifies_once_when_backups_are_older_than_the_rpo(cli, hook, monkeypatch):
-    store = _store()
+    store = current_store()
     monkeypatch.setenv("REDIS_MAINT_NOTIFY__SLACK_WEBHOOK_URL", "")
     _complete_backup(store, timedelta(hours=30))
     assert cli("run", "backup-age").exit_code == 1
@@ -161,7 +157,7 @@ def test_a_failed_backup_makes_exactly_one_webhook_call_without_credentials(
     result = cli("run", "backup", "--json")
     assert result.exit_code == 1
     (call,) = hook.posted("/hook")
-    (run,) = _store().list(job="backup")
+    (run,) = current_store().list(job="backup")
     assert (call["event"], call["job"], call["run_id"], call["status"]) == (
         "failure",
         "backup",

@@ -5,7 +5,6 @@ Real SQLite history, a real local backup target, a real webhook server and a rea
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,21 +15,18 @@ import jobs
 from config import load_settings
 from redis_maint.history.catalog import Catalog
 from redis_maint.history.leases import Lease
-from redis_maint.history.runs import HistoryStore, RunStatus
+from redis_maint.history.runs import RunStatus
 from redis_maint.run.daemon import Daemon
 from redis_maint.run.runner import Runner
 from redis_maint.storage import open_target
-from tests.conftest import json_out
-from tests.prune_helpers import fake_backup
-from tests.webhook import WebhookServer
+from tests.support.builders.stored import fake_backup
+from tests.support.common import json_out
+from tests.support.history import current_store
+from tests.support.services.webhook import WebhookServer
 
 CREATED = datetime(2024, 3, 10, 3, tzinfo=UTC)
 # The verify result object printed by `backups verify --json`, exactly as before it was a run.
 VERIFY_KEYS = {"id", "target", "checked_at", "manifest", "files", "problems", "ok"}
-
-
-def _store() -> HistoryStore:
-    return HistoryStore(os.environ["REDIS_MAINT_HISTORY_URL"])
 
 
 def _settings():
@@ -40,7 +36,7 @@ def _settings():
 @pytest.fixture
 def stored(tmp_path) -> str:
     """A complete backup on the configured local target, with its catalog row."""
-    return fake_backup(open_target(str(tmp_path / "backups")), Catalog(_store()), CREATED)
+    return fake_backup(open_target(str(tmp_path / "backups")), Catalog(current_store()), CREATED)
 
 
 @pytest.fixture
@@ -54,16 +50,16 @@ def hook(monkeypatch):
 
 def test_a_runners_observer_sees_every_outcome_including_skipped_and_missed(redis_server, monkeypatch):
     seen = []
-    runner = Runner(_settings(), _store(), observers=[seen.append])
+    runner = Runner(_settings(), current_store(), observers=[seen.append])
 
     ok = runner.execute("health", trigger="manual", requested_by="alice")
-    held = Lease.acquire(_store(), "health", timedelta(minutes=1))
+    held = Lease.acquire(current_store(), "health", timedelta(minutes=1))
     try:
         skipped = runner.execute("health", trigger="manual", requested_by="bob")
     finally:
         held.release()
     monkeypatch.setenv("REDIS_MAINT_REDIS_URL", "redis://127.0.0.1:1/0")
-    failed = Runner(_settings(), _store(), observers=[seen.append]).execute("health", trigger="manual")
+    failed = Runner(_settings(), current_store(), observers=[seen.append]).execute("health", trigger="manual")
 
     assert [(r.id, r.status) for r in seen] == [
         (ok.id, "succeeded"),
@@ -82,8 +78,8 @@ def test_the_daemons_runner_observes_the_missed_runs_it_records(monkeypatch):
     seen = []
     daemon.runner.add_observer(seen.append)
     with freeze_time(datetime(2026, 3, 8, 3, 0, 5, tzinfo=UTC)):
-        run_id = _store().start_run("health", "scheduled", "daemon")
-        _store().finish_run(run_id, RunStatus.SUCCEEDED, {}, None)
+        run_id = current_store().start_run("health", "scheduled", "daemon")
+        current_store().finish_run(run_id, RunStatus.SUCCEEDED, {}, None)
     with freeze_time(datetime(2026, 3, 10, 9, 0, tzinfo=UTC)):
         assert daemon.catch_up() == ["health"]
     (missed,) = seen
@@ -93,8 +89,8 @@ def test_the_daemons_runner_observes_the_missed_runs_it_records(monkeypatch):
 
 def test_two_runners_share_no_observers_and_no_runs_in_flight(redis_server):
     mine, theirs = [], []
-    first = Runner(_settings(), _store(), observers=[mine.append])
-    Runner(_settings(), _store(), observers=[theirs.append])
+    first = Runner(_settings(), current_store(), observers=[mine.append])
+    Runner(_settings(), current_store(), observers=[theirs.append])
     first.execute("health", trigger="manual")
     assert len(mine) == 1 and theirs == []
 
@@ -123,12 +119,12 @@ def test_verify_restore_keep_and_unkeep_are_history_rows_with_who_ran_them(cli, 
     assert rows["backup-restore"]["summary"]["dir"] == str(into)
     assert rows["backup-keep"]["summary"]["reason"] == "audit"
     # The catalog points at the check's run, as it does for the weekly drill's.
-    assert Catalog(_store()).get(stored).verify_result["ok"] is True
+    assert Catalog(current_store()).get(stored).verify_result["ok"] is True
 
 
 def test_a_held_lock_makes_restore_exit_75_and_records_the_skip(cli, stored, tmp_path):
     into = tmp_path / "restored"
-    held = Lease.acquire(_store(), "backup-restore", timedelta(minutes=1))
+    held = Lease.acquire(current_store(), "backup-restore", timedelta(minutes=1))
     try:
         refused = cli("backups", "restore", stored, "--target", str(into), "--json")
     finally:
@@ -143,18 +139,18 @@ def test_a_held_lock_makes_restore_exit_75_and_records_the_skip(cli, stored, tmp
 
 
 def test_a_held_lock_makes_keep_exit_75_with_the_skipped_row(cli, stored):
-    held = Lease.acquire(_store(), "backup-keep", timedelta(minutes=1))
+    held = Lease.acquire(current_store(), "backup-keep", timedelta(minutes=1))
     try:
         refused = cli("backups", "keep", stored, "--json")
     finally:
         held.release()
     assert refused.exit_code == 75
     assert json_out(refused)["status"] == "skipped"
-    assert not Catalog(_store()).get(stored).kept
+    assert not Catalog(current_store()).get(stored).kept
 
 
 def test_a_failed_verify_is_a_failed_row_and_notifies(cli, stored, hook, tmp_path):
-    record = Catalog(_store()).get(stored)
+    record = Catalog(current_store()).get(stored)
     (tmp_path / "backups" / record.location / "dump.rdb").write_bytes(b"REDIS0011")  # same size, other bytes
 
     result = cli("backups", "verify", stored, "--json")
@@ -177,7 +173,7 @@ def test_refused_operations_exit_2_and_record_nothing(cli, stored, tmp_path):
     (busy / "notes.txt").write_text("mine")
     not_empty = cli("backups", "restore", stored, "--target", str(busy))
     assert not_empty.exit_code == 2 and "is not empty" in not_empty.stderr
-    Catalog(_store()).mark_pruned(stored, "test")
+    Catalog(current_store()).mark_pruned(stored, "test")
     pruned = cli("backups", "restore", stored, "--target", str(tmp_path / "new"))
     assert pruned.exit_code == 2 and "pruned" in pruned.stderr
     no_params = cli("run", "backup-keep")
@@ -187,7 +183,7 @@ def test_refused_operations_exit_2_and_record_nothing(cli, stored, tmp_path):
 
 
 def test_a_pre_check_that_fails_for_another_reason_is_a_failed_row(cli, stored, tmp_path):
-    record = Catalog(_store()).get(stored)
+    record = Catalog(current_store()).get(stored)
     manifest = tmp_path / "backups" / record.location / "manifest.json"
     bad = {"id": stored, "files": [{"path": "../escape", "size": 1, "sha256": "0" * 64}]}
     manifest.write_text(json.dumps(bad))

@@ -19,11 +19,9 @@ from redis_maint.backup.retention import Policy
 from redis_maint.history.catalog import Catalog
 from redis_maint.history.runs import HistoryStore
 from redis_maint.storage import open_target
-from tests.backup_helpers import fill_sessions
-from tests.conftest import json_out
-from tests.prune_helpers import fake_backup, tree
-
-pytest_plugins = ["tests.backup_fixtures"]  # fixtures: backup_env
+from tests.support.builders.backups import fill_sessions
+from tests.support.builders.stored import fake_backup, tree
+from tests.support.common import json_out
 
 OLD, NEW = datetime(2024, 1, 1, 3, tzinfo=UTC), datetime(2024, 1, 2, 3, tzinfo=UTC)
 ONE_A_DAY = Policy(keep_daily=1, keep_weekly=0, keep_monthly=0, keep_within=timedelta(0))

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import pytest
 
 from redis_maint.history import db
-from redis_maint.history.runs import HistoryStore, RunStatus
+from redis_maint.history.runs import RunStatus
 from redis_maint.timeutil import utcnow
-from tests.conftest import ROOT
+from tests.support.common import ROOT
+from tests.support.history import current_store
 
 ROWS = 5000  # far more than a pipe's 64 KiB buffer holds in any format
 
 
 @pytest.fixture
 def many_runs():
-    store = HistoryStore(os.environ["REDIS_MAINT_HISTORY_URL"])
+    store = current_store()
     now = utcnow()
     row = {
         "trigger": "manual",

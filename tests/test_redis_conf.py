@@ -8,8 +8,8 @@ import subprocess
 import pytest
 import redis
 
-from tests.conftest import ROOT
-from tests.services import REDIS_SERVER, free_port, wait_for
+from tests.support.common import ROOT, free_port, wait_for
+from tests.support.services.redis import REDIS_SERVER
 
 CONF = ROOT / "infra" / "redis" / "redis.conf"
 EXAMPLE_PASSWORD = "change-me"  # .env.example's; its hash is the one shipped in redis.conf

@@ -18,11 +18,8 @@ import pytest
 
 from redis_maint.backup.live_redis import check_dir
 from redis_maint.backup.restore import _swap_in
-from tests.backup_helpers import BUCKET, digest, fill_sessions, fill_types, start_on
-from tests.conftest import json_out
-from tests.services import free_port
-
-pytest_plugins = ["tests.backup_fixtures", "tests.docker_fixtures"]  # backup_env, bucket; check_image
+from tests.support.builders.backups import BUCKET, digest, fill_sessions, fill_types, start_on
+from tests.support.common import free_port, json_out
 
 
 def backup(cli) -> dict:

@@ -11,9 +11,8 @@ import threading
 import time
 
 import jobs
-from redis_maint.history.runs import HistoryStore
-from tests.conftest import ROOT, json_out
-from tests.services import wait_for
+from tests.support.common import ROOT, json_out, wait_for
+from tests.support.history import current_store
 
 RUN_KEYS = {
     "id",
@@ -28,10 +27,6 @@ RUN_KEYS = {
     "summary",
     "error",
 }
-
-
-def _store() -> HistoryStore:
-    return HistoryStore(os.environ["REDIS_MAINT_HISTORY_URL"])
 
 
 def _sleep_redis(server, seconds: float) -> threading.Thread:
@@ -81,7 +76,7 @@ def test_history_is_newest_first_and_filters(redis_server, cli, monkeypatch):
 def test_two_processes_at_once_one_runs_one_is_skipped(redis_server):
     sleeper = _sleep_redis(redis_server, 3)
     first = _spawn("run", "health", "--json")
-    wait_for(lambda: _store().running("health"), timeout=10, what="first run to start")
+    wait_for(lambda: current_store().running("health"), timeout=10, what="first run to start")
     second = _spawn("run", "health", "--json")
     out2, err2 = second.communicate(timeout=30)
     out1, _ = first.communicate(timeout=30)
@@ -112,7 +107,7 @@ def test_an_unexpected_error_in_a_job_is_recorded_not_raised(redis_server, cli, 
 def test_a_killed_run_is_marked_interrupted_by_the_next_run(redis_server, cli):
     sleeper = _sleep_redis(redis_server, 2)
     victim = _spawn("run", "health")
-    wait_for(lambda: _store().running("health"), timeout=10, what="run to start")
+    wait_for(lambda: current_store().running("health"), timeout=10, what="run to start")
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     sleeper.join()
@@ -138,7 +133,7 @@ def test_concurrent_processes_lose_no_history_rows(redis_server):
     procs = [_spawn("run", "health", "--json") for _ in range(6)]
     codes = [p.wait(timeout=60) for p in procs]
     assert set(codes) <= {0, 75}
-    assert len(_store().list()) == 6
+    assert len(current_store().list()) == 6
 
 
 def test_jobs_lists_schedules_next_run_and_last_outcome(redis_server, cli):

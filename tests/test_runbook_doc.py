@@ -11,7 +11,7 @@ import pytest
 
 from redis_maint.cli import COMMANDS
 from redis_maint.cli import cli as root
-from tests.conftest import ROOT
+from tests.support.common import ROOT
 
 DOC = ROOT / "docs" / "runbook.md"
 COMMAND = re.compile(r"redis-maint (?=[a-z])")

@@ -15,8 +15,9 @@ from jobs import REGISTRY
 from redis_maint.history.runs import HistoryStore
 from redis_maint.observe.metrics import Metrics
 from redis_maint.redact import redact, redact_endpoint, redact_url
-from tests.services import RedisServer, free_port
-from tests.webhook import WebhookServer
+from tests.support.common import free_port
+from tests.support.services.redis import RedisServer
+from tests.support.services.webhook import WebhookServer
 
 # One distinct secret per place a secret can hide, so a leak names its source.
 SECRETS = {

@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import ROOT, json_out
-from tests.session_data import DAY_MS, HOUR_MS, put, seed, server_now_ms, session
+from tests.support.builders.sessions import DAY_MS, HOUR_MS, put, seed, server_now_ms, session
+from tests.support.common import ROOT, json_out
 
 SUMMARY_KEYS = {
     "scanned",

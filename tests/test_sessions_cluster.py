@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from redis_maint import sessions
-from tests.conftest import json_out
-from tests.session_data import DAY_MS, HOUR_MS, server_now_ms, session
-
-pytest_plugins = ("tests.session_fixtures",)
+from tests.support.builders.sessions import DAY_MS, HOUR_MS, server_now_ms, session
+from tests.support.common import json_out
 
 SMALL = sessions.Batching(scan_count=50, read_batch=40, act_batch=30)
 

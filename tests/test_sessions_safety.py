@@ -9,8 +9,8 @@ import shlex
 
 import pytest
 
-from tests.conftest import json_out
-from tests.session_data import HOUR_MS, put, server_now_ms, session, snapshot
+from tests.support.builders.sessions import HOUR_MS, put, server_now_ms, session, snapshot
+from tests.support.common import json_out
 
 # max_age is 1d by default: --older-than 12h deletes sessions that are still live
 EARLY = ("sessions", "sweep", "--older-than", "12h")

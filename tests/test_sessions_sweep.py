@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from redis_maint import sessions
 from redis_maint.sessions import Mode, Plan
-from tests.session_data import DAY_MS, HOUR_MS, put, seed, server_now_ms, session, snapshot
+from tests.support.builders.sessions import DAY_MS, HOUR_MS, put, seed, server_now_ms, session, snapshot
 
 TINY = sessions.Batching(scan_count=1000, read_batch=3, act_batch=2)
 SMALL = sessions.Batching(scan_count=40, read_batch=25, act_batch=10)

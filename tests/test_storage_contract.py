@@ -198,7 +198,7 @@ def test_s3_missing_bucket_is_named_in_the_error(s3, tmp_path):
 
 
 def test_s3_unreachable_endpoint_says_so_without_credentials(s3, monkeypatch, tmp_path):
-    from tests.services import free_port
+    from tests.support.common import free_port
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{free_port()}")
     target = open_target("s3://some-bucket/p", S3Options(max_attempts=1, connect_timeout_s=1))

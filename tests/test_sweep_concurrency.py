@@ -1,7 +1,7 @@
 """Sweep exactness under a real concurrent writer (another process), on single Redis and on Cluster.
 
-The writer (tests/sweep_writer.py) changes the same session keys while sweeps run and logs every
-change with the state it found just before. The sweep's own actions are recorded as it counts them
+The writer (tests/support/processes/sweep_writer.py) changes the same session keys while sweeps run
+and logs every change with the state it found just before. The sweep's own actions are recorded as it counts them
 (key, the value it read, what it did, the code its check-and-act returned). Afterwards every change
 the writer did not make must be one of the sweep's actions on exactly the value the key held then:
 so a session rewritten after the sweep read it can never have been deleted or given a TTL.
@@ -24,10 +24,8 @@ from hypothesis import target as steer
 from redis_maint import sessions
 from redis_maint.sessions import engine, scripts
 from redis_maint.sessions.engine import NodeSweep
-from tests import sweep_writer
-from tests.sweep_writer import OPS, Step, key_name
-
-pytest_plugins = ("tests.session_fixtures",)
+from tests.support.processes import sweep_writer
+from tests.support.processes.sweep_writer import OPS, Step, key_name
 
 SWEEP = sessions.Plan(mode=sessions.Mode.SWEEP)
 State = tuple[str, bytes | None, bool]  # (type, string value, has a TTL)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import boto3
 
-from tests.services import RedisServer
+from tests.support.services.redis import RedisServer
 
 BUCKET = "redis-backups"
-SECRET = "testing-secret-key-do-not-log"  # tests/services.py MotoServer's AWS_SECRET_ACCESS_KEY
+SECRET = "testing-secret-key-do-not-log"  # tests/support/services/moto.py MotoServer's AWS_SECRET_ACCESS_KEY
 
 
 def fill_sessions(client, n: int, *, start: int = 0, batch: int = 5000) -> None:

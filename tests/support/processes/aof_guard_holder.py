@@ -1,6 +1,6 @@
 """A real redis-maint run that pauses AOF rewrites and holds the pause until told to go.
 
-`python -m tests.aof_guard_holder JOB` runs JOB through the real run path (lease, history row)
+`python -m tests.support.processes.aof_guard_holder JOB` runs JOB through the real run path (lease, history row)
 with its body replaced: enter the AOF-rewrite guard, print `paused <run_id>`, and wait for a
 line on stdin. Tests kill it with SIGKILL to leave a pause behind, as a crash would.
 """

@@ -1,7 +1,4 @@
-"""Fixtures for the sweep tests: a real 3-primary Redis Cluster started from redis-server.
-
-Loaded with `pytest_plugins = ("tests.session_fixtures",)` by the test modules that use it.
-"""
+"""A real 3-primary Redis Cluster, made of redis-servers joined by `redis-cli --cluster create`."""
 
 from __future__ import annotations
 
@@ -10,12 +7,10 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 import redis
 
-from tests.services import RedisServer, in_ci, wait_for
-
-# -- Redis Cluster ------------------------------------------------------------------------------------
+from tests.support.common import wait_for
+from tests.support.services.redis import RedisServer
 
 
 def _cluster_ports(count: int) -> list[int]:
@@ -78,28 +73,3 @@ class LocalCluster:
     def flush(self) -> None:
         for server in self.servers:
             server.client().flushall()
-
-
-@pytest.fixture(scope="module")
-def _cluster(tmp_path_factory):
-    cluster = LocalCluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        cluster.start()
-    except (OSError, subprocess.SubprocessError, TimeoutError, redis.RedisError) as exc:
-        cluster.stop()
-        if in_ci():
-            pytest.fail(f"could not start a local Redis Cluster under CI: {exc}")
-        pytest.skip(f"could not start a local Redis Cluster: {exc}")
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture
-def redis_cluster(_cluster, monkeypatch):
-    """A local 3-primary Redis Cluster (one per test module, emptied for each test).
-
-    Skipped only outside CI when it cannot be started; under CI=true that is a failure.
-    """
-    _cluster.flush()
-    monkeypatch.setenv("REDIS_MAINT_REDIS_URL", _cluster.url)
-    return _cluster

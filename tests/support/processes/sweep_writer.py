@@ -1,5 +1,6 @@
-"""The application's side of tests/test_sweep_concurrency.py: a separate process that rewrites,
-deletes, re-creates, PEXPIREs and turns into hashes the same session keys a sweep is working on.
+"""The application's side of tests/test_sweep_concurrency.py: a separate process (multiprocessing)
+that rewrites, deletes, re-creates, PEXPIREs and turns into hashes the same session keys a sweep is
+working on.
 
 Every change is one Lua call that also returns what the key held just before (type, value, PTTL),
 atomically. The writer logs each change as a JSON line: its sequence number, the key, the op, the

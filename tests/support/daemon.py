@@ -1,0 +1,65 @@
+"""The daemon under test: as a real `scheduler.py daemon` process, or its real scheduler in a thread."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+from config import load_settings
+from redis_maint.run.daemon import Daemon
+from tests.support.common import ROOT
+
+
+def only_health_env(schedule: str) -> dict[str, str]:
+    """Every job off except health, scheduled as `schedule`."""
+    import jobs
+
+    env = {f"REDIS_MAINT_JOBS__{name.upper().replace('-', '_')}__SCHEDULE": "off" for name in jobs.REGISTRY}
+    return {**env, "REDIS_MAINT_JOBS__HEALTH__SCHEDULE": schedule}
+
+
+def start_daemon(**env: str) -> subprocess.Popen:
+    """`scheduler.py daemon` with only health scheduled (REDIS_MAINT_JOBS__HEALTH__SCHEDULE is required)."""
+    env = {**only_health_env(env.pop("REDIS_MAINT_JOBS__HEALTH__SCHEDULE")), **env}
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "scheduler.py"), "daemon"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **env},
+    )
+
+
+def stop_daemon(proc: subprocess.Popen) -> tuple[int, str]:
+    """SIGTERM, then its exit code and stderr (the JSON log lines)."""
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    return proc.returncode, err
+
+
+def only_health_settings(schedule: str):
+    """Settings from the environment with only health scheduled, as `schedule`."""
+    import jobs
+
+    return load_settings(environ={**os.environ, **only_health_env(schedule)}, jobs=jobs.REGISTRY)
+
+
+class Scheduled:
+    """A Daemon's real APScheduler scheduler, running in a thread (no signals, no catch-up)."""
+
+    def __init__(self, settings):
+        self.daemon = Daemon(settings)
+        self.scheduler = self.daemon.build_scheduler()
+        self.thread = threading.Thread(target=self.scheduler.start)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.scheduler.shutdown(wait=True)
+        self.thread.join(30)
