@@ -254,3 +254,30 @@ def test_without_the_jobs_models_job_tables_are_not_read():
         s.job("health")
     with pytest.raises(ConfigError):
         load_settings(environ={"REDIS_MAINT_JOBS__HEALTH__BOGUS": "1"}, jobs=REGISTRY)
+
+
+def test_config_show_origin_names_the_file_and_where_each_value_came_from(cli, tmp_path, monkeypatch):
+    path = tmp_path / "site.toml"
+    path.write_text('instance = "from-file"\n[jobs.health]\nschedule = "every 30s"\n')
+    monkeypatch.setenv("REDIS_MAINT_CONFIG", str(path))
+    monkeypatch.setenv("REDIS_MAINT_REDIS_URL", "redis://:origin-secret-77@cache:6380/0")
+
+    lines = cli("config", "show", "--origin").stdout.splitlines()
+
+    assert lines[0] == f"# config file: {path} ($REDIS_MAINT_CONFIG)"
+    assert 'instance = "from-file"  # file ' + str(path) in lines
+    assert 'jobs.health.schedule = "every 30s"  # file ' + str(path) in lines
+    assert 'redis_url = "redis://:***@cache:6380/0"  # env REDIS_MAINT_REDIS_URL' in lines
+    assert 'timezone = "UTC"  # default' in lines
+    assert not any("origin-secret-77" in line for line in lines)
+
+
+def test_an_old_setting_name_shows_its_true_origin(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("REDIS_MAINT_CONFIG", str(tmp_path / "empty.toml"))
+    (tmp_path / "empty.toml").write_text("")
+    monkeypatch.delenv("REDIS_MAINT_TARGET__URI")  # the test's own target, under the new name
+    monkeypatch.setenv("REDIS_MAINT_BACKUP_TARGET", "./old-name")
+
+    lines = cli("config", "show", "--origin").stdout.splitlines()
+
+    assert 'target.uri = "./old-name"  # env REDIS_MAINT_BACKUP_TARGET' in lines
