@@ -29,17 +29,25 @@ echo "== a throwaway Redis on port $PORT, seeded with sample sessions"
 $BIN/python scripts/seed_sessions.py --url "$REDIS_MAINT_REDIS_URL" --count 2000
 
 status=0
-for job in $($BIN/redis-maint jobs --json | $BIN/python -c 'import json,sys; print(" ".join(j["name"] for j in json.load(sys.stdin)))'); do
-  if [ "$job" = session-delete ]; then
-    # An ad hoc job: it needs an organisation (or --all). Delete the smallest organisation's sessions.
-    org=$($BIN/redis-maint sessions count --by-org --json | $BIN/python -c 'import json,sys; d=json.load(sys.stdin)["by_org"]; print(min(d, key=d.get))')
-    echo "== redis-maint sessions delete --org $org --yes"
-    $BIN/redis-maint --log-format text sessions delete --org "$org" --yes --as demo || status=1
-    continue
-  fi
+# Every scheduled job once, through the same run path as the daemon.
+scheduled=$($BIN/redis-maint jobs --json | $BIN/python -c 'import json,sys; print(" ".join(j["name"] for j in json.load(sys.stdin) if j["schedule"] != "off"))')
+for job in $scheduled; do
   echo "== redis-maint run $job"
   $BIN/redis-maint --log-format text run "$job" --as demo || status=1
 done
+
+# The ad hoc operations, as an operator runs them: each is a run in the history too.
+org=$($BIN/redis-maint sessions count --by-org --json | $BIN/python -c 'import json,sys; d=json.load(sys.stdin)["by_org"]; print(min(d, key=d.get))')
+echo "== redis-maint sessions delete --org $org --yes   (the smallest organisation)"
+$BIN/redis-maint --log-format text sessions delete --org "$org" --yes --as demo || status=1
+newest=$($BIN/redis-maint backups list --status complete --json | $BIN/python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+echo "== redis-maint backups verify $newest"
+$BIN/redis-maint --log-format text backups verify "$newest" --as demo || status=1
+echo "== redis-maint backups keep $newest --reason 'demo: before a change'"
+$BIN/redis-maint --log-format text backups keep "$newest" --reason "demo: before a change" --as demo || status=1
+rm -rf "$DEMO/restore"
+echo "== redis-maint backups restore $newest --target $DEMO/restore"
+$BIN/redis-maint --log-format text backups restore "$newest" --target "$PWD/$DEMO/restore" --as demo || status=1
 echo
 echo "== redis-maint history"
 $BIN/redis-maint history
