@@ -8,8 +8,6 @@ from typing import Any
 
 import click
 
-from redis_maint.progress import Progress
-
 
 def emit_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
@@ -67,31 +65,3 @@ def _describe_retention(r: dict[str, Any]) -> None:
         click.echo(f"    left alone: {key} is a symbolic link (retention never follows links)")
     for backup_id in r.get("missing_on_target") or []:
         click.echo(f"    WARNING: {backup_id} is complete in the catalog but has no manifest on the target")
-
-
-class BarProgress(Progress):
-    """A rich progress bar on stderr, only when stderr is a terminal."""
-
-    def __init__(self) -> None:
-        self._bar = None
-        self._task = None
-
-    def start(self, total: int | None, label: str) -> None:
-        from rich.progress import Progress as RichProgress
-
-        self._bar = RichProgress(transient=True)
-        self._bar.start()
-        self._task = self._bar.add_task(label, total=total)
-
-    def advance(self, n: int = 1) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task, n)
-
-    def finish(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
-
-
-def progress_for(as_json: bool) -> Progress:
-    return BarProgress() if not as_json and sys.stderr.isatty() else Progress()

@@ -3,7 +3,8 @@ from __future__ import annotations
 import click
 
 from redis_maint.cli import App, pass_app
-from redis_maint.cli.output import describe_run, emit_json, progress_for
+from redis_maint.cli.output import describe_run, emit_json
+from redis_maint.cli.progress import progress_for
 
 
 def run_and_report(app: App, job: str, as_json: bool, **kwargs) -> None:

@@ -15,7 +15,8 @@ import click
 
 from redis_maint.cli import App, pass_app
 from redis_maint.cli import sessions_messages as msg
-from redis_maint.cli.output import describe_run, emit_json, progress_for, table
+from redis_maint.cli.output import describe_run, emit_json, table
+from redis_maint.cli.progress import progress_for
 from redis_maint.cli.run_cmd import run_and_report, run_row_options
 from redis_maint.cli.types import DURATION
 from redis_maint.errors import UsageError
