@@ -45,7 +45,7 @@ class HealthSettings(JobSettings):
 
 
 @dataclass
-class Verdict:
+class HealthVerdict:
     level: str = "ok"
     reasons: list[str] = field(default_factory=list)
 
@@ -164,8 +164,8 @@ def collect_figures(info: dict[str, Any], latency_ms: float) -> dict[str, Any]:
     }
 
 
-def evaluate(figures: dict[str, Any], s: HealthSettings) -> Verdict:
-    v = Verdict()
+def evaluate(figures: dict[str, Any], s: HealthSettings) -> HealthVerdict:
+    v = HealthVerdict()
     _above(v, "PING latency", figures["ping_ms"], s.ping_warning_ms, s.ping_critical_ms, " ms")
     mem = figures["memory"]
     if mem["ratio"] is not None:
@@ -192,7 +192,7 @@ def evaluate(figures: dict[str, Any], s: HealthSettings) -> Verdict:
     return v
 
 
-def _above(v: Verdict, what: str, value: float, warn: float, crit: float, unit: str) -> None:
+def _above(v: HealthVerdict, what: str, value: float, warn: float, crit: float, unit: str) -> None:
     if value > crit:
         v.flag("critical", f"{what} {value}{unit} > {crit}{unit}")
     elif value > warn:

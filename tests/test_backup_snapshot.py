@@ -299,7 +299,7 @@ def test_rdb_only_server_snapshots_just_the_rdb(redis_factory, tmp_path):
 
 def test_legacy_single_aof_is_pinned_as_an_appendable_file(tmp_path):
     (tmp_path / "appendonly.aof").write_bytes(b"*1\r\n$4\r\nPING\r\n")
-    layout = datafiles.Layout(rdb="dump.rdb", aof_enabled=True, aof_dir=None, aof_file="appendonly.aof")
+    layout = datafiles.DataLayout(rdb="dump.rdb", aof_enabled=True, aof_dir=None, aof_file="appendonly.aof")
     with ExitStack() as stack:
         pinned, manifest = datafiles._pin_aof(stack, tmp_path, layout)
     assert manifest == "appendonly.aof"

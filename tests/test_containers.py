@@ -19,7 +19,7 @@ from redis_maint.checks.containers import (
     MountPlan,
     plan_mount,
 )
-from redis_maint.checks.integrity import Target, hand_over, split_sections, verdicts
+from redis_maint.checks.integrity import CheckTarget, hand_over, split_sections, verdicts
 from redis_maint.checks.verdicts import Verdict
 from redis_maint.errors import ContainerError, JobCancelledError
 from tests.support.services.docker import managed_containers
@@ -66,7 +66,7 @@ def test_mapping_settings_are_validated():
 
 
 def test_sections_split_at_markers_and_an_unfinished_tool_is_an_error():
-    targets = [Target("redis-check-aof", "a/m.manifest"), Target("redis-check-rdb", "dump.rdb")]
+    targets = [CheckTarget("redis-check-aof", "a/m.manifest"), CheckTarget("redis-check-rdb", "dump.rdb")]
     output = "@@redis-maint-check@@ begin 0\nStart checking Multi Part AOF\n@@redis-maint-check@@ begin 1\n"
     sections = split_sections(output)
     assert sections[0] == ("Start checking Multi Part AOF", None)

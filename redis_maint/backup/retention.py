@@ -45,7 +45,7 @@ class Candidate:
 
 
 @dataclass
-class Plan:
+class RetentionPlan:
     keep: dict[str, list[str]] = field(default_factory=dict)  # id -> why
     prune: list[str] = field(default_factory=list)  # ids, newest first
     why_pruned: dict[str, str] = field(default_factory=dict)  # id -> why no rule kept it
@@ -58,7 +58,7 @@ _RULES: tuple[tuple[str, str, str, Callable[[datetime], str]], ...] = (
 )
 
 
-def plan(backups: Iterable[Candidate], policy: Policy, tz: tzinfo = UTC, *, now: datetime) -> Plan:
+def plan(backups: Iterable[Candidate], policy: Policy, tz: tzinfo = UTC, *, now: datetime) -> RetentionPlan:
     ordered = sorted(backups, key=lambda b: (b.created_at, b.id), reverse=True)
     reasons: dict[str, list[str]] = {b.id: [] for b in ordered}
     misses: dict[str, list[str]] = {b.id: [] for b in ordered}
@@ -82,7 +82,7 @@ def plan(backups: Iterable[Candidate], policy: Policy, tz: tzinfo = UTC, *, now:
             misses[b.id].append(f"not among the last {policy.keep_last}")
     for attr, label, unit, period in _RULES:
         _apply_period_rule(ruled, getattr(policy, attr), label, unit, period, tz, reasons, misses)
-    return Plan(
+    return RetentionPlan(
         keep={k: v for k, v in reasons.items() if v},
         prune=[b.id for b in ordered if not reasons[b.id]],
         why_pruned={

@@ -36,18 +36,18 @@ CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
-class Target:
+class CheckTarget:
     tool: str
     path: str  # relative to the checked directory, POSIX
 
 
-def targets(aof: str | None, rdb: str | None) -> list[Target]:
+def targets(aof: str | None, rdb: str | None) -> list[CheckTarget]:
     """The AOF manifest (or legacy AOF) for redis-check-aof, the RDB for redis-check-rdb."""
     found = []
     if aof:
-        found.append(Target(AOF_TOOL, aof))
+        found.append(CheckTarget(AOF_TOOL, aof))
     if rdb:
-        found.append(Target(RDB_TOOL, rdb))
+        found.append(CheckTarget(RDB_TOOL, rdb))
     return found
 
 
@@ -88,7 +88,7 @@ def describe_failures(checks: list[dict[str, Any]]) -> str:
 def check_dir(
     env: CheckEnv,
     root: Path,
-    found: list[Target],
+    found: list[CheckTarget],
     *,
     run_id: int | str,
     cancel: threading.Event | None,
@@ -113,7 +113,7 @@ def check_dir(
     return verdicts(finished, found, timeout_s)
 
 
-def script(found: list[Target]) -> str:
+def script(found: list[CheckTarget]) -> str:
     """One shell line per tool; stdin is /dev/null so nothing can ever wait for an answer."""
     lines = []
     for i, t in enumerate(found):
@@ -123,7 +123,7 @@ def script(found: list[Target]) -> str:
     return "\n".join(lines)
 
 
-def verdicts(finished: Finished, found: list[Target], timeout_s: float) -> list[CheckResult]:
+def verdicts(finished: Finished, found: list[CheckTarget], timeout_s: float) -> list[CheckResult]:
     """Split the container's output at the markers and parse each tool's part."""
     sections = split_sections(finished.output)
     results = []

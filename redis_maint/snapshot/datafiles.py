@@ -45,7 +45,7 @@ class SnapshotFile:
 
 
 @dataclass(frozen=True)
-class Layout:
+class DataLayout:
     """Where Redis keeps its files, from CONFIG GET, relative to the data dir."""
 
     rdb: str
@@ -68,7 +68,7 @@ class _Changed(Exception):
     """A file changed under us: retry the whole copy."""
 
 
-def discover_layout(client: redis.Redis) -> Layout:
+def discover_layout(client: redis.Redis) -> DataLayout:
     values: dict[str, str] = {}
     for name in ("dbfilename", "appendonly", "appenddirname", "appendfilename"):
         try:
@@ -78,7 +78,7 @@ def discover_layout(client: redis.Redis) -> Layout:
                 f"CONFIG GET {name} failed ({exc}); the backup needs CONFIG GET/SET "
                 "(check that CONFIG is not renamed and that the ACL user may run it)"
             ) from None
-    return Layout(
+    return DataLayout(
         rdb=values.get("dbfilename") or "dump.rdb",
         aof_enabled=values.get("appendonly", "no") == "yes",
         aof_dir=values.get("appenddirname") or None,
@@ -90,7 +90,7 @@ def copy_consistent(
     client: redis.Redis,
     data_dir: Path,
     staging_dir: Path,
-    layout: Layout,
+    layout: DataLayout,
     *,
     include_rdb: bool,
     include_aof: bool,
@@ -137,7 +137,7 @@ def _copy_once(client, data_dir, staging_dir, layout, include_rdb, want_aof, che
     return files, manifest
 
 
-def _pin_all(stack: ExitStack, data_dir: Path, layout: Layout, include_rdb: bool, want_aof: bool):
+def _pin_all(stack: ExitStack, data_dir: Path, layout: DataLayout, include_rdb: bool, want_aof: bool):
     pinned: list[_Pinned] = []
     if include_rdb:
         pinned.append(_pin(stack, data_dir, layout.rdb, appendable=False, may_vanish=False))
@@ -148,7 +148,7 @@ def _pin_all(stack: ExitStack, data_dir: Path, layout: Layout, include_rdb: bool
     return pinned, manifest
 
 
-def _pin_aof(stack: ExitStack, data_dir: Path, layout: Layout) -> tuple[list[_Pinned], str]:
+def _pin_aof(stack: ExitStack, data_dir: Path, layout: DataLayout) -> tuple[list[_Pinned], str]:
     manifest_rel = f"{layout.aof_dir}/{layout.aof_file}.manifest" if layout.aof_dir else None
     if manifest_rel is None or not (data_dir / manifest_rel).exists():
         if (data_dir / layout.aof_file).exists():  # Redis < 7: one appendonly.aof
