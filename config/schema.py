@@ -79,6 +79,11 @@ class DaemonSettings(Section):
     catch_up: bool = Field(
         default=True, description="on start, run a job whose last success is older than its period"
     )
+    heartbeat: PositiveDuration = Field(
+        default=timedelta(seconds=5),
+        description="how often the daemon renews its row in the history store (its host, pid and schedules); "
+        "`jobs` and `doctor` count it gone after 3 missed beats",
+    )
 
 
 class DockerSettings(Section):

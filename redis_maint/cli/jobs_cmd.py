@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from redis_maint.cli import App, pass_app
@@ -10,30 +12,22 @@ from redis_maint.cli.output import emit_json, table
 @click.option("--json", "as_json", is_flag=True, help="JSON array on stdout.")
 @pass_app
 def jobs(app: App, as_json: bool) -> None:
-    """Every registered job with its schedule, next run and last outcome."""
-    from jobs import REGISTRY
-    from redis_maint.timeutil import isoformat, utcnow
+    """Every registered job with its schedule, next run and last outcome.
 
-    settings, store = app.settings(), app.store()
+    With a live daemon (its heartbeat in the history store), the schedules and next runs are the
+    daemon's own; otherwise "no daemon running" and the configured schedules, with no next run.
+    """
+    from redis_maint.history.daemons import live_daemon
+    from redis_maint.timeutil import utcnow
+
+    store = app.store()
     now = utcnow()
-    out = []
-    for name, job in REGISTRY.items():
-        schedule = settings.job(name).schedule
-        last = store.last(name)
-        nxt = schedule.next_after(now, settings.tz)
-        out.append(
-            {
-                "name": name,
-                "description": job.description,
-                "schedule": str(schedule),
-                "timezone": settings.timezone,
-                "next_run": isoformat(nxt),
-                "last_run": None if last is None else last.to_json(),
-            }
-        )
+    daemon = live_daemon(store, now)
+    out = job_rows(app, daemon, now)
     if as_json:
         emit_json(out)
         return
+    click.echo(daemon_line(daemon, now))
     table(
         None,
         ["job", "schedule", "next run (UTC)", "last status", "last started"],
@@ -48,3 +42,37 @@ def jobs(app: App, as_json: bool) -> None:
             for j in out
         ],
     )
+
+
+def job_rows(app: App, daemon: Any, now: Any) -> list[dict[str, Any]]:
+    """`jobs --json`: the daemon's schedules and next runs when one is live, else the config's and no next run
+    (nothing will run them)."""
+    from jobs import REGISTRY
+
+    settings, store = app.settings(), app.store()
+    published = (daemon.schedules or {}) if daemon is not None else {}
+    out = []
+    for name, job in REGISTRY.items():
+        in_force = published.get(name)
+        last = store.last(name)
+        out.append(
+            {
+                "name": name,
+                "description": job.description,
+                "schedule": in_force["schedule"] if in_force else str(settings.job(name).schedule),
+                "timezone": daemon.timezone if in_force else settings.timezone,
+                "next_run": in_force["next_run"] if in_force else None,
+                "last_run": None if last is None else last.to_json(),
+                "schedule_source": "daemon" if in_force else "config",
+                "daemon": None if daemon is None else daemon.to_json(now),
+            }
+        )
+    return out
+
+
+def daemon_line(daemon: Any, now: Any) -> str:
+    """One line above the table: where the daemon runs, or that none does."""
+    if daemon is None:
+        return "no daemon running: configured schedules shown; nothing will run them"
+    age = (now - daemon.heartbeat_at).total_seconds()
+    return f"daemon live on {daemon.host} pid {daemon.pid}, heartbeat {age:.0f}s ago"

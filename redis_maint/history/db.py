@@ -19,6 +19,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     Integer,
     MetaData,
     String,
@@ -112,6 +113,23 @@ backups = Table(
     Column("kept_reason", Text),
     Column("kept_by", String(128)),
     Column("kept_at", UTCDateTime),
+)
+
+# One row per daemon process (redis_maint/history/daemons.py): where it runs, its heartbeat and the
+# schedules in force, so `jobs` and `doctor` can tell a live daemon from a config file.
+daemons = Table(
+    "daemons",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the process token: tells a restarted pid 1 apart
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False, index=True),
+    Column("heartbeat_s", Float, nullable=False),  # its interval: readers judge staleness by it
+    Column("stopped_at", UTCDateTime),  # set on a clean shutdown
+    Column("stop_reason", Text),
+    Column("timezone", String(64)),
+    Column("schedules", JSON),  # {job: {schedule, next_run}} as APScheduler has them
 )
 
 _engines: dict[str, Engine] = {}

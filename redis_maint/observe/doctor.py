@@ -55,6 +55,35 @@ def check_history(settings: Any) -> str:
     return f"{store.safe_url} writable"
 
 
+def check_daemon(settings: Any) -> str:
+    """A daemon that stopped beating without a clean shutdown fails: nothing runs the schedules."""
+    from redis_maint.history.daemons import all_daemons
+    from redis_maint.history.runs import HistoryStore
+    from redis_maint.timeutil import isoformat, utcnow
+
+    now = utcnow()
+    daemons = all_daemons(HistoryStore(settings.history_url))
+    stale = [(d, why) for d in daemons if (why := d.gone(now)) is not None]
+    if stale:
+        raise MaintenanceError(
+            "; ".join(
+                f"daemon on {d.where()} last seen {isoformat(d.heartbeat_at)} "
+                f"({(now - d.heartbeat_at).total_seconds():.0f}s ago) and never stopped cleanly: {why}"
+                for d, why in stale
+            )
+            + ". Start `redis-maint daemon` again (a restart on that host clears this) and check its log"
+        )
+    live = [d for d in daemons if d.live(now)]
+    if live:
+        return "; ".join(
+            f"live on {d.where()}, heartbeat {(now - d.heartbeat_at).total_seconds():.0f}s ago" for d in live
+        )
+    if not daemons:
+        raise Skipped("no daemon has used this history store yet")
+    last = daemons[0]
+    return f"no daemon running; the last, on {last.where()}, stopped at {isoformat(last.stopped_at)}"
+
+
 def check_docker(settings: Any, needs: list[tuple[bool, str]]) -> str:
     """The engine that runs the integrity checks answers, and the check image is there; only
     when an enabled job will start containers (a sidecar without the Docker socket is fine)."""
@@ -86,6 +115,7 @@ def run_checks(settings: Any, docker_needs: list[tuple[bool, str]]) -> list[Chec
         ("redis", check_redis),
         ("data dir", check_data_dir),
         ("history", check_history),
+        ("daemon", check_daemon),
         ("backups", check_backup_target),
         ("docker", partial(check_docker, needs=docker_needs)),
     ]

@@ -18,10 +18,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from jobs import REGISTRY
+from redis_maint.history.daemons import DaemonPublisher, Schedules
 from redis_maint.history.runs import HistoryStore, RunStatus, Trigger
 from redis_maint.redact import redact
 from redis_maint.run.runner import build_runner, reap_interrupted
-from redis_maint.timeutil import utcnow
+from redis_maint.timeutil import isoformat, utcnow
 
 if TYPE_CHECKING:
     from config.schema import Settings
@@ -42,10 +43,19 @@ class Daemon:
         self.started_at: datetime | None = None
         self.scheduler = None
         self.endpoint = None
+        # Our row in the history store: `jobs` shows what this daemon has in force, `doctor` a stale one.
+        self.publisher = DaemonPublisher(
+            self.store, settings.daemon.heartbeat, settings.timezone, self.schedules_in_force
+        )
 
     # -- wiring -------------------------------------------------------------------------
     def build_scheduler(self):
-        from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, EVENT_SCHEDULER_STARTED
+        from apscheduler.events import (
+            EVENT_JOB_MAX_INSTANCES,
+            EVENT_JOB_MISSED,
+            EVENT_JOB_SUBMITTED,
+            EVENT_SCHEDULER_STARTED,
+        )
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.jobstores.memory import MemoryJobStore
         from apscheduler.schedulers.blocking import BlockingScheduler
@@ -73,6 +83,10 @@ class Daemon:
         scheduler.add_listener(self._shutdown_scheduler, EVENT_SCHEDULER_STARTED)
         scheduler.add_listener(self._on_missed, EVENT_JOB_MISSED)
         scheduler.add_listener(self._on_max_instances, EVENT_JOB_MAX_INSTANCES)
+        # Next-run times move when the scheduler starts and when a job fires: publish them then.
+        scheduler.add_listener(
+            lambda _e: self.publisher.beat_soon(), EVENT_SCHEDULER_STARTED | EVENT_JOB_SUBMITTED
+        )
         self.scheduler = scheduler
         return scheduler
 
@@ -120,6 +134,22 @@ class Daemon:
             )
         except Exception:
             log.exception("could not record a skipped run")
+
+    def schedules_in_force(self) -> Schedules:
+        """Each job's schedule and its next run as APScheduler has it (None: off, or not started yet)."""
+        next_runs: dict[str, datetime] = {}
+        for job in self.scheduler.get_jobs() if self.scheduler is not None else []:
+            name = self._job_name(job.id)
+            at = getattr(job, "next_run_time", None)  # unset on jobs added before start
+            if name is not None and at is not None:
+                next_runs[name] = min(at, next_runs.get(name, at))  # a catch-up run counts too
+        return {
+            name: {
+                "schedule": str(self.settings.job(name).schedule),
+                "next_run": isoformat(next_runs.get(name)),
+            }
+            for name in REGISTRY
+        }
 
     # -- start-up -----------------------------------------------------------------------
     def reap(self) -> None:
@@ -194,6 +224,14 @@ class Daemon:
         self.started_at = utcnow()
         # First: start-up may wait on Redis or the store, and a SIGTERM then must still end cleanly.
         self._install_signal_handlers()
+        self.publisher.start()
+        try:
+            return self._run()
+        except BaseException:
+            self.publisher.stop("exited on an error (see its log)")
+            raise
+
+    def _run(self) -> int:
         self.reap()
         self.restore_aof_rewrites()
         scheduler = self.build_scheduler()
@@ -267,7 +305,9 @@ class Daemon:
                 ids, "the daemon stopped before this run finished (drain grace exceeded)"
             )
             log.warning("runs interrupted at shutdown", extra={"runs": ids})
+            self.publisher.stop("clean shutdown; runs past the drain grace were marked interrupted")
             logging.shutdown()
             os._exit(0)  # worker threads cannot be killed; their leases lapse
+        self.publisher.stop()
         log.info("daemon stopped")
         return 0
