@@ -162,6 +162,7 @@ def _snapshot(ctx: JobContext, s: BackupSettings, staging: Path, summary: dict[s
         bgsave_timeout=s.bgsave_timeout,
         rewrite_timeout=s.rewrite_timeout,
         guard_note=ctx.settings.aof_guard_note,
+        progress=ctx.progress,
     )
     summary["durations_s"].update(
         bgsave=snapshot.timings["bgsave_s"],
@@ -218,7 +219,7 @@ def _integrity(ctx, s: BackupSettings, snapshot: Snapshot, catalog, backup_id, s
 
 def _upload(ctx, target: Target, location: str, snapshot: Snapshot, manifest, summary) -> None:
     summary["phase"] = "upload"
-    ctx.progress.start(snapshot.size, "uploading")
+    ctx.progress.start(snapshot.size, "uploading", "bytes")
     t0 = time.monotonic()
     try:
         upload_backup(

@@ -74,6 +74,7 @@ def _check(ctx: JobContext, params: CheckParams, target: Any, located: stored.Lo
         params.backup_id,
         catalog_files=record.files if record is not None else None,
         checkpoint=ctx.checkpoint,
+        progress=ctx.progress,
     )
     if not params.deep:
         return result
@@ -84,6 +85,7 @@ def _check(ctx: JobContext, params: CheckParams, target: Any, located: stored.Lo
         db=restore_drill.session_db(ctx.settings.redis_url),
         cancel=ctx.cancel,
         checkpoint=ctx.checkpoint,
+        progress=ctx.progress,
     )
     return restore_drill.add_deep(ctx.check_env(), target, located.location, result, options)
 

@@ -87,6 +87,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
             force=params.force,
             probe=probe,
             checkpoint=ctx.checkpoint,
+            progress=ctx.progress,
         )
     finally:
         target.close()

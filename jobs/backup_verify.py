@@ -54,7 +54,12 @@ def run(ctx: JobContext) -> dict[str, Any]:
 
 def _drill(ctx: JobContext, target: Any, record: Any) -> dict[str, Any]:
     result = stored.verify(
-        target, record.location, record.id, catalog_files=record.files, checkpoint=ctx.checkpoint
+        target,
+        record.location,
+        record.id,
+        catalog_files=record.files,
+        checkpoint=ctx.checkpoint,
+        progress=ctx.progress,
     )
     return restore_drill.add_deep(ctx.check_env(), target, record.location, result, drill_options(ctx))
 
@@ -69,6 +74,7 @@ def drill_options(ctx: JobContext) -> restore_drill.DrillOptions:
         db=restore_drill.session_db(ctx.settings.redis_url),
         cancel=ctx.cancel,
         checkpoint=ctx.checkpoint,
+        progress=ctx.progress,
     )
 
 

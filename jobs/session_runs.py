@@ -55,7 +55,7 @@ def run_plan(ctx: JobContext, plan: sessions.Plan) -> dict[str, Any]:
             batching=batching(s),
             timeout=ctx.settings.redis_timeout,
             idle_cpu=s.idle_cpu,
-            on_start=lambda total: ctx.progress.start(total, "sessions"),
+            on_start=lambda total: ctx.progress.start(total, _label(plan), "keys"),
             on_tick=on_tick,
             sample_limit=s.unreadable_samples,
         )
@@ -64,3 +64,8 @@ def run_plan(ctx: JobContext, plan: sessions.Plan) -> dict[str, Any]:
     summary = report.summary(time.monotonic() - t0)
     summary["mode"] = str(plan.mode)
     return summary
+
+
+def _label(plan: sessions.Plan) -> str:
+    what = "sweeping sessions" if plan.mode == "sweep" else "deleting sessions"
+    return f"{what} (dry run)" if plan.dry_run else what

@@ -20,6 +20,7 @@ from typing import Any
 from redis_maint.backup import stored
 from redis_maint.backup.live_redis import DirCheck
 from redis_maint.errors import UsageError
+from redis_maint.progress import Progress
 from redis_maint.storage import Target
 from redis_maint.timeutil import utcnow
 
@@ -35,12 +36,13 @@ def restore(
     force: bool,
     probe: Probe,
     checkpoint: stored.Checkpoint | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Download, verify, then lay the files out in `directory`; refuses a directory a Redis runs on."""
     directory, manifest, live = preflight(target, location, directory, force=force, probe=probe)
     created = _make_dirs(directory)
     try:
-        moved = _lay_out(target, location, manifest, directory, checkpoint)
+        moved = _lay_out(target, location, manifest, directory, checkpoint, progress)
     except BaseException:
         _remove_dirs(created)
         raise
@@ -109,9 +111,11 @@ def _remove_dirs(created: list[Path]) -> None:
             return
 
 
-def _lay_out(target: Target, location: str, manifest: dict, directory: Path, checkpoint) -> str | None:
+def _lay_out(
+    target: Target, location: str, manifest: dict, directory: Path, checkpoint, progress: Progress | None
+) -> str | None:
     staged = directory / f"{STAGING_MARK}{secrets.token_hex(4)}"
-    stored.download_files(target, location, manifest, staged, checkpoint)
+    stored.download_files(target, location, manifest, staged, checkpoint, progress)
     try:
         moved = _swap_in(directory, staged, manifest)
         _fsync_dir(directory)

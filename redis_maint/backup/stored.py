@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from redis_maint.errors import IntegrityError, StorageError, UsageError
+from redis_maint.progress import Progress
 from redis_maint.storage import ObjectNotFound, Target, download, hash_object, join
 from redis_maint.storage.base import check_key
 from redis_maint.timeutil import isoformat, utcnow
@@ -142,6 +143,7 @@ def verify(
     *,
     catalog_files: list[dict[str, Any]] | None = None,
     checkpoint: Checkpoint | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Re-read every object and compare size and sha256 with the manifest (and the catalog)."""
     result: dict[str, Any] = {
@@ -160,16 +162,23 @@ def verify(
         return _failed(result, "invalid", str(exc))
     if catalog_files is not None and _file_set(catalog_files) != _file_set(manifest["files"]):
         _failed(result, "differs-from-catalog", f"{MANIFEST} does not list the files the catalog recorded")
-    for f in manifest["files"]:
-        result["files"].append(_verify_file(target, location, f, checkpoint, result["problems"]))
+    progress = progress or Progress()
+    progress.start(_total(manifest), "reading", "bytes")
+    try:
+        for f in manifest["files"]:
+            result["files"].append(
+                _verify_file(target, location, f, checkpoint, progress, result["problems"])
+            )
+    finally:
+        progress.finish()
     result["ok"] = not result["problems"]
     return result
 
 
-def _verify_file(target, location, f, checkpoint, problems: list[str]) -> dict[str, Any]:
+def _verify_file(target, location, f, checkpoint, progress: Progress, problems: list[str]) -> dict[str, Any]:
     entry = {"path": f["path"], "size": f["size"], "sha256": f["sha256"]}
     try:
-        size, digest = hash_object(target, join(location, f["path"]), checkpoint)
+        size, digest = hash_object(target, join(location, f["path"]), checkpoint, progress.advance)
     except ObjectNotFound:
         problems.append(f"{f['path']}: missing")
         return {**entry, "verdict": "missing"}
@@ -187,24 +196,37 @@ def _failed(result: dict[str, Any], manifest_state: str, problem: str) -> dict[s
     return result
 
 
+def _total(manifest: dict[str, Any]) -> int:
+    return sum(int(f["size"]) for f in manifest["files"])
+
+
 def _file_set(files: list[dict[str, Any]]) -> set[tuple[str, int, str]]:
     return {(f["path"], int(f["size"]), f["sha256"]) for f in files}
 
 
 def download_verified(
-    target: Target, location: str, dest: Path, checkpoint: Checkpoint | None = None
+    target: Target,
+    location: str,
+    dest: Path,
+    checkpoint: Checkpoint | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Download every file of a backup into `dest` (created, must not exist), checking each sha256.
 
     Raises IntegrityError (and removes `dest`) on a missing object or a mismatch. Returns the manifest.
     """
     manifest = read_manifest(target, location)
-    download_files(target, location, manifest, dest, checkpoint)
+    download_files(target, location, manifest, dest, checkpoint, progress)
     return manifest
 
 
 def download_files(
-    target: Target, location: str, manifest: dict[str, Any], dest: Path, checkpoint: Checkpoint | None = None
+    target: Target,
+    location: str,
+    manifest: dict[str, Any],
+    dest: Path,
+    checkpoint: Checkpoint | None = None,
+    progress: Progress | None = None,
 ) -> None:
     """The files `manifest` lists, into `dest` (created, must not exist); nothing of it stays on failure.
 
@@ -215,21 +237,27 @@ def download_files(
         dest.mkdir(parents=True)
     except OSError as exc:
         raise local_write_error(exc, dest) from None
+    progress = progress or Progress()
+    progress.start(_total(manifest), "downloading", "bytes")
     try:
         for f in manifest["files"]:
-            _download_file(target, location, f, dest, checkpoint)
+            _download_file(target, location, f, dest, checkpoint, progress.advance)
     except OSError as exc:
         shutil.rmtree(dest, ignore_errors=True)
         raise local_write_error(exc, dest) from None
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
+    finally:
+        progress.finish()
 
 
-def _download_file(target: Target, location: str, f: dict[str, Any], dest: Path, checkpoint) -> None:
+def _download_file(
+    target: Target, location: str, f: dict[str, Any], dest: Path, checkpoint, on_bytes: Callable[[int], None]
+) -> None:
     where = target.uri_for(join(location, f["path"]))
     try:
-        size, digest = download(target, join(location, f["path"]), dest / f["path"], checkpoint)
+        size, digest = download(target, join(location, f["path"]), dest / f["path"], checkpoint, on_bytes)
     except ObjectNotFound:
         raise IntegrityError(f"{where} is missing: the backup is damaged") from None
     if (size, digest) != (f["size"], f["sha256"]):

@@ -28,11 +28,13 @@ from redis_maint.backup import stored
 from redis_maint.checks import integrity
 from redis_maint.checks.containers import CheckEnv, ContainerSpec, Engine, plan_mount
 from redis_maint.errors import ContainerError, IntegrityError, JobCancelledError, JobTimeoutError
+from redis_maint.progress import Meter, Progress
 from redis_maint.run.interrupts import signals_cancel
 from redis_maint.storage import Target
 
 SOCKET = "/tmp/redis.sock"
 POLL_S = 0.2
+_INFO_FIELD = re.compile(r"^(?P<name>[a-z_]+):(?P<value>\S*)\s*$", re.M)
 _KEYSPACE = re.compile(r"^db(?P<db>\d+):keys=(?P<keys>\d+),expires=(?P<expires>\d+)", re.M)
 # SCAN inside one script: the server is ours alone, so blocking it costs nobody anything.
 _COUNT_SCRIPT = (
@@ -50,6 +52,7 @@ class DrillOptions:
     db: int = 0
     cancel: threading.Event | None = None
     checkpoint: Callable[[], None] | None = None
+    progress: Progress | None = None  # the download and the load report here
 
 
 def deep_verify(env: CheckEnv, target: Target, location: str, opts: DrillOptions) -> dict[str, Any]:
@@ -60,7 +63,7 @@ def deep_verify(env: CheckEnv, target: Target, location: str, opts: DrillOptions
     try:
         t0 = time.monotonic()
         try:
-            manifest = stored.download_verified(target, location, work, opts.checkpoint)
+            manifest = stored.download_verified(target, location, work, opts.checkpoint, opts.progress)
         except IntegrityError as exc:
             result["problems"].append(str(exc))
             return result
@@ -96,7 +99,7 @@ def load_in_server(
         spec = ContainerSpec(env.image, server_command(manifest, mount.workdir), "verify-server", mount)
         t0 = time.monotonic()
         with engine.started(spec, _left(deadline)) as container:
-            _wait_until_loaded(engine, container, deadline, opts.cancel)
+            _wait_until_loaded(engine, container, deadline, opts)
             load_s = round(time.monotonic() - t0, 3)
             keyspace = _cli(engine, container, ["INFO", "keyspace"], deadline)
             sessions = _cli(engine, container, _count_command(opts), deadline)
@@ -139,8 +142,16 @@ def _count_command(opts: DrillOptions) -> list[str]:
     return ["-n", str(opts.db), "EVAL", _COUNT_SCRIPT, "0", opts.session_pattern]
 
 
-def _wait_until_loaded(
-    engine: Engine, container: Any, deadline: float, cancel: threading.Event | None
+def _wait_until_loaded(engine: Engine, container: Any, deadline: float, opts: DrillOptions) -> None:
+    meter = Meter(opts.progress, "loading the backup", "bytes")
+    try:
+        _poll_until_loaded(engine, container, deadline, opts.cancel, meter)
+    finally:
+        meter.finish()
+
+
+def _poll_until_loaded(
+    engine: Engine, container: Any, deadline: float, cancel: threading.Event | None, meter: Meter
 ) -> None:
     while True:
         if cancel is not None and cancel.is_set():
@@ -152,11 +163,28 @@ def _wait_until_loaded(
         code, out = engine.exec(container, ["redis-cli", "-s", SOCKET, "PING"], _left(deadline))
         if code == 0 and out.strip() == "PONG":
             return
+        if out.startswith("LOADING"):  # INFO answers while loading: how far it got
+            _, info = engine.exec(
+                container, ["redis-cli", "-s", SOCKET, "INFO", "persistence"], _left(deadline)
+            )
+            meter.reading(*load_progress(info))
+        else:
+            meter.reading(None, None)  # starting up: show the wait's elapsed time
         if time.monotonic() >= deadline:
             raise JobTimeoutError(
                 f"redis-server was still loading the backup at the deadline (last: {out.strip()})"
             )
         time.sleep(POLL_S)
+
+
+def load_progress(info: str) -> tuple[int | None, int | None]:
+    """(bytes loaded, bytes to load) from a loading server's INFO persistence text; (None, None)
+    when it does not say (not loading, or no total): the wait then shows its elapsed time."""
+    fields = {m["name"]: m["value"] for m in _INFO_FIELD.finditer(info)}
+    total, done = _int(fields.get("loading_total_bytes", "")), _int(fields.get("loading_loaded_bytes", ""))
+    if fields.get("loading") != "1" or not total:
+        return None, None
+    return done, total
 
 
 def _cli(engine: Engine, container: Any, args: list[str], deadline: float) -> str:

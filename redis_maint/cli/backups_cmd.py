@@ -104,7 +104,7 @@ def verify(app: App, backup_id: str, as_json: bool, deep: bool, requested_by: st
     Recorded as a `backup-check` run in history. Exit 0 when every file matches (and, with --deep,
     every check is ok and Redis loads it), 1 otherwise, 75 when another check holds the lock.
     """
-    run = _operate(app, "backup-check", {"backup_id": backup_id, "deep": deep}, requested_by)
+    run = _operate(app, "backup-check", {"backup_id": backup_id, "deep": deep}, requested_by, as_json)
     result = _result_or_exit(run)
     if as_json:
         emit_json(result)
@@ -152,7 +152,7 @@ def restore(
     `backup-restore` run in history; exit 75 when another restore holds the lock.
     """
     params = {"backup_id": backup_id, "directory": str(directory), "force": force}
-    run = _operate(app, "backup-restore", params, requested_by)
+    run = _operate(app, "backup-restore", params, requested_by, as_json)
     result = _result_or_exit(run)
     if as_json:
         emit_json(result)
@@ -170,13 +170,18 @@ def restore(
     raise click.exceptions.Exit(_exit_code(run))
 
 
-def _operate(app: App, job: str, params: dict[str, Any], requested_by: str | None):
-    """One operation through this process's Runner: pre-check, lease, row, observers."""
+def _operate(app: App, job: str, params: dict[str, Any], requested_by: str | None, as_json: bool = True):
+    """One operation through this process's Runner: pre-check, lease, row, observers; downloads
+    draw progress on a terminal unless the output is JSON."""
+    from redis_maint.cli.progress import progress_for
     from redis_maint.history.runs import Trigger
     from redis_maint.run.runner import default_requester
 
     who = requested_by or default_requester()
-    return app.runner().execute(job, trigger=Trigger.MANUAL, requested_by=who, params=params)
+    progress = progress_for(as_json)
+    return app.runner().execute(
+        job, trigger=Trigger.MANUAL, requested_by=who, params=params, progress=progress
+    )
 
 
 def _exit_code(run) -> int:

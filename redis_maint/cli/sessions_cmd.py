@@ -20,6 +20,7 @@ from redis_maint.cli.progress import progress_for
 from redis_maint.cli.run_cmd import run_and_report, run_row_options
 from redis_maint.cli.types import DURATION
 from redis_maint.errors import UsageError
+from redis_maint.progress import Progress
 
 
 @click.group()
@@ -38,7 +39,7 @@ def sessions() -> None:
 @pass_app
 def count_cmd(app: App, by_org: bool, as_json: bool) -> None:
     """Count sessions with SCAN (never KEYS)."""
-    result = count_sessions(app, by_org)
+    result = count_sessions(app, by_org, progress_for(as_json))
     if as_json:
         emit_json(result)
         return
@@ -90,6 +91,8 @@ def _refuse_early_sweep(app: App, params: Any, as_json: bool, requested_by: str 
     from redis_maint import sessions
     from redis_maint.durations import format_duration
 
+    progress = progress_for(as_json)
+
     def dry_pass(client, settings) -> Any:
         return sessions.sweep(
             client,
@@ -98,9 +101,14 @@ def _refuse_early_sweep(app: App, params: Any, as_json: bool, requested_by: str 
             batching=session_runs.batching(settings.sessions),
             timeout=settings.redis_timeout,
             idle_cpu=settings.sessions.idle_cpu,
+            on_start=lambda total: progress.start(total, "sweeping sessions (dry run)", "keys"),
+            on_tick=progress.advance,
         )
 
-    report = _with_redis(app, dry_pass)
+    try:
+        report = _with_redis(app, dry_pass)
+    finally:
+        progress.finish()
     s = app.settings().job("session-sweep")
     older = format_duration(params.older_than)
     why = msg.early_sweep(older, format_duration(s.max_age), report.deleted, report.scanned)
@@ -151,10 +159,10 @@ def delete_cmd(
 def _confirm_or_refuse(app: App, params: Any, as_json: bool, requested_by: str | None) -> None:
     """Show what would be deleted; on a terminal ask (--org/--no-org only), else refuse with exit 2."""
     if params.all:
-        n = count_sessions(app, by_org=False)["total"]
+        n = count_sessions(app, by_org=False, progress=progress_for(as_json))["total"]
         what = f"{n} sessions (every session)"
     else:
-        census = count_sessions(app, by_org=True)
+        census = count_sessions(app, by_org=True, progress=progress_for(as_json))
         n = census["no_org"] if params.no_org else census["by_org"].get(params.org, 0)
         if n == 0:
             raise UsageError(msg.no_match(params.org, params.no_org, census["by_org"], census["no_org"]))
@@ -206,7 +214,7 @@ def _suggest(app: App, args: list[str], as_json: bool, requested_by: str | None)
     )
 
 
-def count_sessions(app: App, by_org: bool) -> dict[str, Any]:
+def count_sessions(app: App, by_org: bool, progress: Progress | None = None) -> dict[str, Any]:
     from jobs import session_runs
     from redis_maint import sessions
 
@@ -219,6 +227,7 @@ def count_sessions(app: App, by_org: bool) -> dict[str, Any]:
             batching=session_runs.batching(settings.sessions),
             timeout=settings.redis_timeout,
             idle_cpu=settings.sessions.idle_cpu,
+            progress=progress,
         )
 
     return _with_redis(app, census)

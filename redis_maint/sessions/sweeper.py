@@ -11,6 +11,7 @@ from redis.exceptions import ResponseError
 
 from redis_maint.errors import MaintenanceError
 from redis_maint.idle_cpu import run_idle
+from redis_maint.progress import Progress
 from redis_maint.redact import redact
 from redis_maint.redis_conn import call
 from redis_maint.sessions.engine import AfterRead, Batching, NodeSweep
@@ -86,11 +87,25 @@ def count(
     batching: Batching = DEFAULT_BATCHING,
     timeout: timedelta = timedelta(seconds=5),
     idle_cpu: bool = True,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """`{"total": N}`, plus, when asked, `by_org` (every organisation id), `no_org` (sessions
-    without one: missing or null) and `unreadable`. SCAN only."""
+    without one: missing or null) and `unreadable`. SCAN only; `progress` counts keys scanned."""
     plan = Plan(mode=Mode.CENSUS if by_org else Mode.COUNT, layout=layout, dry_run=True)
-    report = sweep(client, url, plan, batching=batching, timeout=timeout, idle_cpu=idle_cpu)
+    progress = progress or Progress()
+    try:
+        report = sweep(
+            client,
+            url,
+            plan,
+            batching=batching,
+            timeout=timeout,
+            idle_cpu=idle_cpu,
+            on_start=lambda total: progress.start(total, "counting sessions", "keys"),
+            on_tick=progress.advance,
+        )
+    finally:
+        progress.finish()
     if not by_org:
         return {"total": report.scanned}
     return {

@@ -6,7 +6,8 @@ BGSAVE answers "Background saving started", "already in progress", or (during an
 redis-py turns both success replies into True, so we send a plain BGSAVE first to learn
 whether a save started, was already running, or must be scheduled behind an AOF rewrite,
 then poll `rdb_saves` (a counter of started saves, failed ones included) and
-`rdb_bgsave_in_progress` until the save we asked for has ended.
+`rdb_bgsave_in_progress` until the save we asked for has ended. Each poll also feeds the wait's
+progress: Redis 7 reports current_save_keys_processed / current_save_keys_total while a save runs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 import redis
 
 from redis_maint.errors import JobTimeoutError, SnapshotError
+from redis_maint.progress import Meter, Progress
 from redis_maint.redis_conn import call
 
 log = logging.getLogger("redis_maint.snapshot.bgsave")
@@ -56,6 +58,7 @@ def bgsave_and_wait(
     *,
     checkpoint: Callable[[], None],
     timeout: timedelta,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Ask for a BGSAVE (or join one in progress) and wait until it ends; fail unless it succeeded.
 
@@ -69,7 +72,11 @@ def bgsave_and_wait(
     )
     log.info("waiting for BGSAVE", extra={"mode": mode, "redis": client_label(client)})
     t0 = time.monotonic()
-    info = _wait(client, target, requested_at, checkpoint, t0 + timeout.total_seconds(), timeout)
+    meter = Meter(progress, "BGSAVE", "keys")
+    try:
+        info = _wait(client, target, requested_at, checkpoint, t0 + timeout.total_seconds(), timeout, meter)
+    finally:
+        meter.finish()
     status = info.get("rdb_last_bgsave_status")
     if status != "ok":
         raise SnapshotError(
@@ -99,13 +106,16 @@ def _request(client: redis.Redis) -> str:
         raise SnapshotError(f"BGSAVE refused by {client_label(client)}: {text}") from None
 
 
-def _wait(client, target: int, requested_at: float, checkpoint, deadline: float, timeout) -> dict[str, Any]:
+def _wait(
+    client, target: int, requested_at: float, checkpoint, deadline: float, timeout, meter: Meter
+) -> dict[str, Any]:
     pause = POLL_MIN_S
     while True:
         checkpoint()
         info = persistence(client)
         if _done(info, target, requested_at):
             return info
+        meter.reading(*save_progress(info))
         if time.monotonic() >= deadline:
             raise JobTimeoutError(
                 f"BGSAVE on {client_label(client)} did not finish within {timeout} "
@@ -115,6 +125,14 @@ def _wait(client, target: int, requested_at: float, checkpoint, deadline: float,
             )
         time.sleep(pause)
         pause = min(pause * 1.5, POLL_MAX_S)
+
+
+def save_progress(info: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(keys saved, keys to save) of the running save; (None, None) when Redis does not say (before
+    7.0, or while the save waits behind an AOF rewrite): the wait then shows its elapsed time."""
+    if not info.get("rdb_bgsave_in_progress") or "current_save_keys_total" not in info:
+        return None, None
+    return int(info.get("current_save_keys_processed", 0)), int(info["current_save_keys_total"])
 
 
 def _done(info: dict[str, Any], target: int, requested_at: float) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 import redis
 
 from redis_maint.errors import SnapshotError
+from redis_maint.progress import Progress
 from redis_maint.snapshot.aof_guard import aof_rewrite_paused
 from redis_maint.snapshot.aof_manifest import live_files, parse_aof_manifest
 from redis_maint.snapshot.bgsave import bgsave_and_wait, redis_call
@@ -62,6 +63,7 @@ def take_snapshot(
     include_rdb: bool = True,
     include_aof: bool = True,
     guard_note: Path | None = None,
+    progress: Progress | None = None,
 ) -> Snapshot:
     """BGSAVE (optional), then a consistent, hashed copy of the data files into `staging_dir`.
 
@@ -72,7 +74,11 @@ def take_snapshot(
     staging_dir.mkdir(parents=True, exist_ok=True)
     layout = discover_layout(client)
     t0 = time.monotonic()
-    save = bgsave_and_wait(client, checkpoint=checkpoint, timeout=bgsave_timeout) if bgsave else None
+    save = (
+        bgsave_and_wait(client, checkpoint=checkpoint, timeout=bgsave_timeout, progress=progress)
+        if bgsave
+        else None
+    )
     t1 = time.monotonic()
     server = server_facts(client)
     want_aof = include_aof and layout.aof_enabled

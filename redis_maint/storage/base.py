@@ -97,8 +97,15 @@ def join(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 
 
-def download(target: Target, key: str, dest: Path, checkpoint: Checkpoint | None = None) -> tuple[int, str]:
-    """Stream `key` into `dest` (written whole or removed); return (size, sha256) of what was read."""
+def download(
+    target: Target,
+    key: str,
+    dest: Path,
+    checkpoint: Checkpoint | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> tuple[int, str]:
+    """Stream `key` into `dest` (written whole or removed); return (size, sha256) of what was read.
+    `on_bytes` gets the bytes of each chunk written."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.part")
     digest, size = hashlib.sha256(), 0
@@ -110,6 +117,8 @@ def download(target: Target, key: str, dest: Path, checkpoint: Checkpoint | None
                 digest.update(chunk)
                 out.write(chunk)
                 size += len(chunk)
+                if on_bytes:
+                    on_bytes(len(chunk))
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, dest)
@@ -118,7 +127,12 @@ def download(target: Target, key: str, dest: Path, checkpoint: Checkpoint | None
     return size, digest.hexdigest()
 
 
-def hash_object(target: Target, key: str, checkpoint: Checkpoint | None = None) -> tuple[int, str]:
+def hash_object(
+    target: Target,
+    key: str,
+    checkpoint: Checkpoint | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> tuple[int, str]:
     """(size, sha256) of a stored object, streamed: nothing is written locally."""
     digest, size = hashlib.sha256(), 0
     for chunk in target.read_chunks(key):
@@ -126,6 +140,8 @@ def hash_object(target: Target, key: str, checkpoint: Checkpoint | None = None) 
             checkpoint()
         digest.update(chunk)
         size += len(chunk)
+        if on_bytes:
+            on_bytes(len(chunk))
     return size, digest.hexdigest()
 
 
