@@ -26,6 +26,7 @@ COMMANDS = {
     "config": "redis_maint.cli.config_cmd:config",
     "backups": "redis_maint.cli.backups_cmd:backups",
     "sessions": "redis_maint.cli.sessions_cmd:sessions",
+    "completion": "redis_maint.cli.completion_cmd:completion",
 }
 
 
@@ -156,6 +157,19 @@ def cli(ctx: click.Context, config_path: str | None, log_format: str) -> None:
     """redis-maint: maintenance sidecar for a Redis 7 session store.
 
     Exit codes: 0 ok, 1 job failed, 2 usage or config error, 75 skipped (another run holds the lock).
+
+    \b
+    Examples:
+      redis-maint jobs                        # schedules, the live daemon, last outcomes
+      redis-maint run health --json           # run a job now, through the daemon's path
+      redis-maint history --job backup --since 7d
+      redis-maint COMMAND --help              # each command's examples
+
+    \b
+    Environment:
+      REDIS_MAINT_CONFIG        the settings file, when --config is not given
+      REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
+      REDIS_MAINT_*             any setting (see `redis-maint config sample`)
     """
     from redis_maint.logs import setup_logging
 

@@ -6,6 +6,7 @@ from typing import Any
 import click
 
 from redis_maint.cli import App, pass_app
+from redis_maint.cli.completers import backup_ids
 from redis_maint.cli.output import emit_json, table
 
 STATUSES = ["pending", "complete", "failed", "pruned"]
@@ -13,7 +14,22 @@ STATUSES = ["pending", "complete", "failed", "pruned"]
 
 @click.group()
 def backups() -> None:
-    """Backups in the catalog: list, show, verify, restore, keep and unkeep them."""
+    """Backups in the catalog: list, show, verify, restore, keep and unkeep them.
+
+    \b
+    Examples:
+      redis-maint backups list
+      redis-maint backups show ID
+      redis-maint backups verify ID --deep
+      redis-maint backups restore ID --target /srv/restore
+
+    \b
+    Environment:
+      REDIS_MAINT_CONFIG        the settings file, when --config is not given
+      REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
+      REDIS_MAINT_HISTORY_URL   the history store holding the backup catalog
+      REDIS_MAINT_TARGET__URI   the backup target (S3: the standard AWS_* variables)
+    """
 
 
 @backups.command("list")
@@ -23,7 +39,20 @@ def backups() -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON array on stdout, newest first.")
 @pass_app
 def list_(app: App, instance: str | None, status: str | None, limit: int, as_json: bool) -> None:
-    """Backups from the catalog, newest first (pruned and failed ones too)."""
+    """Backups from the catalog, newest first (pruned and failed ones too).
+
+    \b
+    Examples:
+      redis-maint backups list
+      redis-maint backups list --status complete --limit 5
+      redis-maint backups list --json | jq -r '.[0].id'
+
+    \b
+    Environment:
+      REDIS_MAINT_CONFIG        the settings file, when --config is not given
+      REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
+      REDIS_MAINT_HISTORY_URL   the history store holding the backup catalog
+    """
     from redis_maint.history.catalog import Catalog
 
     rows = [r.to_json() for r in Catalog(app.store()).list(instance=instance, status=status, limit=limit)]
@@ -50,11 +79,24 @@ def list_(app: App, instance: str | None, status: str | None, limit: int, as_jso
 
 
 @backups.command()
-@click.argument("backup_id", metavar="ID")
+@click.argument("backup_id", metavar="ID", shell_complete=backup_ids)
 @click.option("--json", "as_json", is_flag=True, help="JSON object on stdout.")
 @pass_app
 def show(app: App, backup_id: str, as_json: bool) -> None:
-    """A backup's manifest (read from the target) and its history (from the catalog)."""
+    """A backup's manifest (read from the target) and its history (from the catalog).
+
+    \b
+    Examples:
+      redis-maint backups show 20261201T030000Z-c886fe
+      redis-maint backups show "$(redis-maint backups list --json | jq -r '.[0].id')" --json
+
+    \b
+    Environment:
+      REDIS_MAINT_CONFIG        the settings file, when --config is not given
+      REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
+      REDIS_MAINT_HISTORY_URL   the history store holding the backup catalog
+      REDIS_MAINT_TARGET__URI   the backup target (S3: the standard AWS_* variables)
+    """
     from redis_maint.errors import MaintenanceError
 
     located, target = _open(app, backup_id)
@@ -88,7 +130,7 @@ AS_OPTION = click.option(
 
 
 @backups.command()
-@click.argument("backup_id", metavar="ID")
+@click.argument("backup_id", metavar="ID", shell_complete=backup_ids)
 @click.option("--json", "as_json", is_flag=True, help="The verification result as JSON on stdout.")
 @click.option(
     "--deep",
@@ -103,6 +145,19 @@ def verify(app: App, backup_id: str, as_json: bool, deep: bool, requested_by: st
 
     Recorded as a `backup-check` run in history. Exit 0 when every file matches (and, with --deep,
     every check is ok and Redis loads it), 1 otherwise, 75 when another check holds the lock.
+
+    \b
+    Examples:
+      redis-maint backups verify 20261201T030000Z-c886fe
+      redis-maint backups verify 20261201T030000Z-c886fe --deep --json
+
+    \b
+    Environment:
+      REDIS_MAINT_CONFIG        the settings file, when --config is not given
+      REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
+      REDIS_MAINT_HISTORY_URL   the history store holding the backup catalog
+      REDIS_MAINT_TARGET__URI   the backup target (S3: the standard AWS_* variables)
+      REDIS_MAINT_CHECK_IMAGE   the image of the --deep check container (with DOCKER_HOST)
     """
     run = _operate(app, "backup-check", {"backup_id": backup_id, "deep": deep}, requested_by, as_json)
     result = _result_or_exit(run)
@@ -125,7 +180,7 @@ def verify(app: App, backup_id: str, as_json: bool, deep: bool, requested_by: st
 
 
 @backups.command()
-@click.argument("backup_id", metavar="ID")
+@click.argument("backup_id", metavar="ID", shell_complete=backup_ids)
 @click.option(
     "--target",
     "directory",
@@ -150,6 +205,19 @@ def restore(
     dir, or REDIS_MAINT_DATA_DIR) or any local redis-server working there. Stop it first; start it
     again with the same appendonly setting. A failed restore leaves DIR as it was. Recorded as a
     `backup-restore` run in history; exit 75 when another restore holds the lock.
+
+    \b
+    Examples:
+      redis-maint backups restore 20261201T030000Z-c886fe --target /srv/redis-restore
+      redis-maint backups restore 20261201T030000Z-c886fe --target /data --force --as alice
+
+    \b
+    Environment:
+      REDIS_MAINT_CONFIG        the settings file, when --config is not given
+      REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
+      REDIS_MAINT_HISTORY_URL   the history store holding the backup catalog
+      REDIS_MAINT_TARGET__URI   the backup target (S3: the standard AWS_* variables)
+      REDIS_MAINT_REDIS_URL, REDIS_MAINT_DATA_DIR   the Redis that must not be running on DIR
     """
     params = {"backup_id": backup_id, "directory": str(directory), "force": force}
     run = _operate(app, "backup-restore", params, requested_by, as_json)
@@ -282,7 +350,7 @@ def _keep_options(fn):
 
 
 @backups.command()
-@click.argument("backup_id", metavar="ID")
+@click.argument("backup_id", metavar="ID", shell_complete=backup_ids)
 @_keep_options
 @pass_app
 def keep(app: App, backup_id: str, reason: str | None, as_json: bool, requested_by: str | None) -> None:
@@ -290,18 +358,40 @@ def keep(app: App, backup_id: str, reason: str | None, as_json: bool, requested_
 
     Recorded in the backup's catalog events and as a `backup-keep` run in history, with who
     (--as, else $USER) and why. Exit 2 for an unknown, pruned or incomplete backup.
+
+    \b
+    Examples:
+      redis-maint backups keep 20261201T030000Z-c886fe --reason "before the 7.2 upgrade"
+      redis-maint backups keep 20261201T030000Z-c886fe --as alice --json
+
+    \b
+    Environment:
+      REDIS_MAINT_CONFIG        the settings file, when --config is not given
+      REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
+      REDIS_MAINT_HISTORY_URL   the history store holding the backup catalog
     """
     _keep_or_unkeep(app, backup_id, reason, as_json, requested_by, keep=True)
 
 
 @backups.command()
-@click.argument("backup_id", metavar="ID")
+@click.argument("backup_id", metavar="ID", shell_complete=backup_ids)
 @_keep_options
 @pass_app
 def unkeep(app: App, backup_id: str, reason: str | None, as_json: bool, requested_by: str | None) -> None:
     """Undo `backups keep ID`: retention treats the backup like any other again.
 
     Recorded like keep, as a `backup-unkeep` run. Exit 2 if the backup is not kept.
+
+    \b
+    Examples:
+      redis-maint backups unkeep 20261201T030000Z-c886fe
+      redis-maint backups unkeep 20261201T030000Z-c886fe --reason "upgrade done" --json
+
+    \b
+    Environment:
+      REDIS_MAINT_CONFIG        the settings file, when --config is not given
+      REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
+      REDIS_MAINT_HISTORY_URL   the history store holding the backup catalog
     """
     _keep_or_unkeep(app, backup_id, reason, as_json, requested_by, keep=False)
 

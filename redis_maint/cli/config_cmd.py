@@ -11,12 +11,33 @@ from redis_maint.cli.output import emit_json
 
 @click.group()
 def config() -> None:
-    """Inspect settings."""
+    """Inspect settings: the effective values and where they came from, or the full sample.
+
+    \b
+    Examples:
+      redis-maint config show --origin
+      redis-maint config sample > /etc/redis-maint.toml
+
+    \b
+    Environment:
+      REDIS_MAINT_CONFIG        the settings file, when --config is not given
+      REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
+      REDIS_MAINT_*             any setting (e.g. REDIS_MAINT_JOBS__BACKUP__SCHEDULE)
+    """
 
 
 @config.command()
 def sample() -> None:
-    """Print every setting with its default and description, as TOML."""
+    """Print every setting with its default and description, as TOML.
+
+    \b
+    Examples:
+      redis-maint config sample
+      redis-maint config sample > /etc/redis-maint.toml
+      redis-maint config sample | less
+
+    It reads no setting: the output is the built-in defaults, whatever is set.
+    """
     from config.sample import render_sample
     from config.schema import with_jobs
     from jobs import REGISTRY
@@ -42,6 +63,12 @@ def show(app: App, origin: bool) -> None:
       REDIS_MAINT_CONFIG=/etc/redis-maint.toml redis-maint config show --origin
 
     Reads --config PATH, else $REDIS_MAINT_CONFIG, else the shipped file; then REDIS_MAINT_* variables.
+
+    \b
+    Environment:
+      REDIS_MAINT_CONFIG        the settings file, when --config is not given
+      REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
+      REDIS_MAINT_*             any setting (e.g. REDIS_MAINT_REDIS_URL, REDIS_MAINT_JOBS__BACKUP__SCHEDULE)
     """
     settings = app.settings()
     # The schema's secret-bearing fields serialise masked (config/secrets.py): nothing to do here.

@@ -21,7 +21,21 @@ STATUSES = ["running", "succeeded", "failed", "skipped", "interrupted", "missed"
 @click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout, newest first.")
 @pass_app
 def history(app: App, job, status, since, limit, as_json, as_csv) -> None:
-    """Runs, newest first: scheduled, manual, catch-up, skipped and missed."""
+    """Runs, newest first: scheduled, manual, catch-up, skipped and missed.
+
+    \b
+    Examples:
+      redis-maint history --job backup --since 7d
+      redis-maint history --status failed --limit 10
+      redis-maint history --json | jq '.[0]'
+      redis-maint history --csv --since 30d > runs.csv
+
+    \b
+    Environment:
+      REDIS_MAINT_CONFIG        the settings file, when --config is not given
+      REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
+      REDIS_MAINT_HISTORY_URL   the history store
+    """
     from redis_maint.timeutil import utcnow
 
     if as_json and as_csv:

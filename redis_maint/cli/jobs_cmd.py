@@ -16,6 +16,20 @@ def jobs(app: App, as_json: bool) -> None:
 
     With a live daemon (its heartbeat in the history store), the schedules and next runs are the
     daemon's own; otherwise "no daemon running" and the configured schedules, with no next run.
+
+    \b
+    Examples:
+      redis-maint jobs
+      redis-maint jobs --json | jq '.[] | {name, schedule, next_run}'
+      redis-maint jobs --json | jq '.[0].daemon'     # host, pid, heartbeat of the live daemon
+
+    \b
+    Environment:
+      REDIS_MAINT_CONFIG        the settings file, when --config is not given
+      REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
+      REDIS_MAINT_HISTORY_URL   the history store (last runs, the daemon's heartbeat)
+      REDIS_MAINT_JOBS__<JOB>__SCHEDULE   configured schedules, shown when no daemon runs
+      REDIS_MAINT_TIMEZONE      timezone of cron schedules
     """
     from redis_maint.history.daemons import live_daemon
     from redis_maint.timeutil import utcnow

@@ -3,6 +3,8 @@ from __future__ import annotations
 import click
 
 from redis_maint.cli import App, pass_app
+from redis_maint.cli.completers import job_names
+from redis_maint.cli.help_text import RunCommand
 from redis_maint.cli.output import describe_run, emit_json
 from redis_maint.cli.progress import progress_for
 
@@ -35,8 +37,8 @@ def run_row_options(fn):
     )(fn)
 
 
-@click.command()
-@click.argument("job")
+@click.command(cls=RunCommand)
+@click.argument("job", shell_complete=job_names)
 @click.option("--dry-run", is_flag=True, help="Report what would be done; change nothing.")
 @click.option(
     "--no-prune",
@@ -50,6 +52,23 @@ def run(app: App, job: str, dry_run: bool, no_prune: bool, as_json: bool, reques
 
     Exit 0 on success, 1 on failure, 2 for bad parameters (nothing runs),
     75 when another run holds the job's lock.
+
+    \b
+    Examples:
+      redis-maint run health
+      redis-maint run backup --dry-run
+      redis-maint run backup --no-prune --as alice --json
+      redis-maint run session-sweep --json | jq .summary
+
+    \b
+    Environment:
+      REDIS_MAINT_CONFIG        the settings file, when --config is not given
+      REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
+      REDIS_MAINT_REDIS_URL     the maintained Redis
+      REDIS_MAINT_DATA_DIR      Redis's data dir, as this process sees it
+      REDIS_MAINT_HISTORY_URL   where the run is recorded
+      REDIS_MAINT_TARGET__URI   where backups go (S3 credentials: the standard AWS_* variables)
+      REDIS_MAINT_JOBS__<JOB>__<FIELD>   the job's own settings
     """
     params = {"prune": False} if no_prune else None
     run_and_report(app, job, as_json, dry_run=dry_run, params=params, requested_by=requested_by)

@@ -25,7 +25,21 @@ from redis_maint.progress import Progress
 
 @click.group()
 def sessions() -> None:
-    """Count, sweep and delete sessions (the runbook's Session Inspection, without KEYS)."""
+    """Count, sweep and delete sessions (the runbook's Session Inspection, without KEYS).
+
+    \b
+    Examples:
+      redis-maint sessions count --by-org
+      redis-maint sessions sweep --dry-run
+      redis-maint sessions delete --org ORG_ID --dry-run
+
+    \b
+    Environment:
+      REDIS_MAINT_CONFIG        the settings file, when --config is not given
+      REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
+      REDIS_MAINT_REDIS_URL     the Redis holding the sessions
+      REDIS_MAINT_SESSIONS__<FIELD>   key_pattern, created_field, organisation_field, batch sizes
+    """
 
 
 @sessions.command("count")
@@ -38,7 +52,21 @@ def sessions() -> None:
 )
 @pass_app
 def count_cmd(app: App, by_org: bool, as_json: bool) -> None:
-    """Count sessions with SCAN (never KEYS)."""
+    """Count sessions with SCAN (never KEYS).
+
+    \b
+    Examples:
+      redis-maint sessions count
+      redis-maint sessions count --by-org
+      redis-maint sessions count --by-org --json | jq .by_org
+
+    \b
+    Environment:
+      REDIS_MAINT_CONFIG        the settings file, when --config is not given
+      REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
+      REDIS_MAINT_REDIS_URL     the Redis holding the sessions
+      REDIS_MAINT_SESSIONS__<FIELD>   key_pattern, created_field, organisation_field, batch sizes
+    """
     result = count_sessions(app, by_org, progress_for(as_json))
     if as_json:
         emit_json(result)
@@ -74,6 +102,21 @@ def sweep_cmd(
     An --older-than below max_age deletes live sessions: without --yes (or --dry-run) a dry pass
     shows how many would go, and the command refuses with exit 2.
     Exit 0 on success, 1 on failure, 75 when another sweep holds the lock.
+
+    \b
+    Examples:
+      redis-maint sessions sweep --dry-run
+      redis-maint sessions sweep --older-than 12h --yes
+      redis-maint sessions sweep --delete-unreadable --json
+
+    \b
+    Environment:
+      REDIS_MAINT_CONFIG        the settings file, when --config is not given
+      REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
+      REDIS_MAINT_REDIS_URL     the Redis holding the sessions
+      REDIS_MAINT_SESSIONS__<FIELD>   key_pattern, created_field, organisation_field, batch sizes
+      REDIS_MAINT_JOBS__SESSION_SWEEP__MAX_AGE   when a session is stale
+      REDIS_MAINT_HISTORY_URL   where the run is recorded
     """
     from jobs.session_sweep import JOB, logs_users_out
 
@@ -144,6 +187,21 @@ def delete_cmd(
     (--org, --no-org); otherwise it refuses with exit 2. A target that matches no session
     refuses with exit 2 and names the largest organisations; with --yes it is a run that
     matched 0 (exit 0), and the same list goes to stderr.
+
+    \b
+    Examples:
+      redis-maint sessions delete --org 3f2a9c --dry-run
+      redis-maint sessions delete --org 3f2a9c --yes
+      redis-maint sessions delete --no-org --yes --as alice
+      redis-maint sessions delete --all --yes --json
+
+    \b
+    Environment:
+      REDIS_MAINT_CONFIG        the settings file, when --config is not given
+      REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
+      REDIS_MAINT_REDIS_URL     the Redis holding the sessions
+      REDIS_MAINT_SESSIONS__<FIELD>   key_pattern, created_field, organisation_field, batch sizes
+      REDIS_MAINT_HISTORY_URL   where the run is recorded
     """
     from jobs.session_delete import JOB
 

@@ -1,0 +1,16 @@
+"""Help that is computed: `run --help` lists the registered jobs with their one-line descriptions."""
+
+from __future__ import annotations
+
+import click
+
+
+class RunCommand(click.Command):
+    """A command whose help lists the jobs; the registry is imported only when help is shown."""
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from jobs import REGISTRY
+
+        super().format_help_text(ctx, formatter)
+        with formatter.section("Jobs"):
+            formatter.write_dl([(name, job.description) for name, job in REGISTRY.items()])
