@@ -19,7 +19,7 @@ ENV_PREFIX = "REDIS_MAINT_"
 CONFIG_ENV = "REDIS_MAINT_CONFIG"
 SHIPPED_CONFIG = Path(__file__).with_name("redis-maint.toml")
 # Read by the CLI itself, not part of the schema.
-_NOT_SETTINGS = {CONFIG_ENV}
+_NOT_SETTINGS = {CONFIG_ENV, "REDIS_MAINT_LOG_FORMAT"}  # a CLI option's variable, not a setting
 
 
 # Keys that moved, old path -> new path. The old name still works (with a warning in the log)

@@ -1,9 +1,11 @@
-"""Logs are JSON lines on stderr (or text for people); credentials are masked in both."""
+"""Logs go to stderr: text on a terminal, JSON lines otherwise (or as --log-format /
+$REDIS_MAINT_LOG_FORMAT say); credentials are masked in both."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 
@@ -41,6 +43,37 @@ class TextFormatter(logging.Formatter):
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return redact(line)
+
+
+FORMATS = ("json", "text")
+FORMAT_ENV = "REDIS_MAINT_LOG_FORMAT"
+
+
+def stderr_is_tty() -> bool:
+    try:
+        return os.isatty(sys.stderr.fileno())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def choose_format(given: str | None, *, unattended: bool = False) -> str:
+    """--log-format (or $REDIS_MAINT_LOG_FORMAT) when set; else text for a person at a terminal and
+    JSON lines for anything else. The daemon runs unattended: JSON unless told otherwise."""
+    if given:
+        return given
+    return "json" if unattended or not stderr_is_tty() else "text"
+
+
+def choose_level(configured: str, verbose: int, *, quiet: bool) -> str:
+    """-v shows info, -vv debug. A person reading a rendered result at a terminal (`quiet`) sees
+    warnings and errors only; everything else logs at the configured level."""
+    if verbose >= 2:
+        return "DEBUG"
+    if verbose == 1:
+        return "INFO" if logging.getLevelName(configured) > logging.INFO else configured
+    if quiet and logging.getLevelName(configured) < logging.WARNING:
+        return "WARNING"
+    return configured
 
 
 def setup_logging(fmt: str = "json", level: str = "INFO") -> None:

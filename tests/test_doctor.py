@@ -42,7 +42,7 @@ def test_docker_is_skipped_with_the_reasons_when_no_enabled_job_needs_it(
         "backup-verify: schedule off",
     ):
         assert reason in docker["detail"]
-    text = cli("doctor")
+    text = cli("doctor", "-o", "table")  # piped, the default is tsv
     assert text.exit_code == 0
     assert any(line.startswith("skip docker") for line in text.stdout.splitlines()), text.stdout
 
@@ -105,7 +105,7 @@ def test_doctor_names_the_config_file_from_the_environment(cli, redis_server, tm
     path = tmp_path / "env.toml"
     path.write_text('[jobs.aof_check]\nschedule = "off"\n')
     monkeypatch.setenv("REDIS_MAINT_CONFIG", str(path))
-    result = cli("doctor")
+    result = cli("doctor", "-o", "table")
     assert f"config     valid; file {path} ($REDIS_MAINT_CONFIG)" in result.stdout
 
 

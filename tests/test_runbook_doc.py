@@ -40,6 +40,8 @@ def parse(args: list[str]) -> click.Command:
     while isinstance(command, click.Group):
         protected = ctx._protected_args if hasattr(ctx, "_protected_args") else ctx.protected_args
         rest = [*protected, *ctx.args]
+        if not rest and command.invoke_without_command:
+            break  # `history` lists; `history show ID` is its subcommand
         name, command, rest = command.resolve_command(ctx, rest)
         ctx = command.make_context(name, rest, parent=ctx)
     return command

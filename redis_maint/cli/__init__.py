@@ -92,7 +92,10 @@ class App:
     """Shared CLI state: settings load once, on first use, so --help never reads config."""
 
     config_path: str | None = None
-    log_format: str = "json"
+    log_format: str = "json"  # in effect (chosen from the flag, the variable or the terminal)
+    log_format_given: str | None = None  # --log-format as typed: repeated in suggested commands
+    verbose: int = 0
+    quiet_logs: bool = False  # a person at a terminal: warnings and errors only, unless -v
     _settings: Any = field(default=None, repr=False)
     _core: Any = field(default=None, repr=False)
     _runner: Any = field(default=None, repr=False)
@@ -118,10 +121,13 @@ class App:
         return self._core
 
     def _loaded(self, settings: Any) -> Any:
-        from redis_maint.logs import setup_logging
-
-        setup_logging(self.log_format, settings.log_level)
+        self.setup_logs(settings.log_level)
         return settings
+
+    def setup_logs(self, configured: str = "INFO") -> None:
+        from redis_maint.logs import choose_level, setup_logging
+
+        setup_logging(self.log_format, choose_level(configured, self.verbose, quiet=self.quiet_logs))
 
     def store(self):
         from redis_maint.history.runs import HistoryStore
@@ -147,13 +153,21 @@ pass_app = click.make_pass_decorator(App)
 @click.option(
     "--log-format",
     type=click.Choice(["json", "text"]),
-    default="json",
-    show_default=True,
-    help="Logs on stderr: JSON lines, or text for people.",
+    default=None,
+    envvar="REDIS_MAINT_LOG_FORMAT",
+    show_envvar=True,
+    help="Logs on stderr: JSON lines, or text for people. Default: text on a terminal, JSON otherwise "
+    "(the daemon: JSON).",
+)
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="More detail: info logs on a terminal and the check tools' own output (-vv: debug logs).",
 )
 @click.version_option(package_name="redis-maint")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, log_format: str) -> None:
+def cli(ctx: click.Context, config_path: str | None, log_format: str | None, verbose: int) -> None:
     """redis-maint: maintenance sidecar for a Redis 7 session store.
 
     Exit codes: 0 ok, 1 job failed, 2 usage or config error, 75 skipped (another run holds the lock).
@@ -171,10 +185,19 @@ def cli(ctx: click.Context, config_path: str | None, log_format: str) -> None:
       REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
       REDIS_MAINT_*             any setting (see `redis-maint config sample`)
     """
-    from redis_maint.logs import setup_logging
+    from redis_maint.logs import choose_format, stderr_is_tty
 
-    setup_logging(log_format)
-    ctx.obj = App(config_path=config_path, log_format=log_format)
+    # The daemon runs unattended: JSON logs at the configured level unless told otherwise.
+    unattended = ctx.invoked_subcommand == "daemon"
+    typed = ctx.get_parameter_source("log_format") == click.core.ParameterSource.COMMANDLINE
+    ctx.obj = App(
+        config_path=config_path,
+        log_format=choose_format(log_format, unattended=unattended),
+        log_format_given=log_format if typed else None,
+        verbose=verbose,
+        quiet_logs=stderr_is_tty() and not unattended,
+    )
+    ctx.obj.setup_logs()
 
 
 def main() -> None:

@@ -7,7 +7,8 @@ import click
 
 from redis_maint.cli import App, pass_app
 from redis_maint.cli.completers import backup_ids
-from redis_maint.cli.output import emit_json, table
+from redis_maint.cli.output import describe_run, emit_json, verbose_option
+from redis_maint.cli.render.listing import emit, mode_for, output_option
 
 STATUSES = ["pending", "complete", "failed", "pruned"]
 
@@ -37,8 +38,11 @@ def backups() -> None:
 @click.option("--status", type=click.Choice(STATUSES), help="Only backups with this status.")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON array on stdout, newest first.")
+@output_option
 @pass_app
-def list_(app: App, instance: str | None, status: str | None, limit: int, as_json: bool) -> None:
+def list_(
+    app: App, instance: str | None, status: str | None, limit: int, as_json: bool, output: str | None
+) -> None:
     """Backups from the catalog, newest first (pruned and failed ones too).
 
     \b
@@ -53,29 +57,12 @@ def list_(app: App, instance: str | None, status: str | None, limit: int, as_jso
       REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
       REDIS_MAINT_HISTORY_URL   the history store holding the backup catalog
     """
+    from redis_maint.cli.render.columns import BACKUPS
     from redis_maint.history.catalog import Catalog
 
+    mode = mode_for(output, as_json)
     rows = [r.to_json() for r in Catalog(app.store()).list(instance=instance, status=status, limit=limit)]
-    if as_json:
-        emit_json(rows)
-        return
-    table(
-        None,
-        ["id", "created", "status", "size", "files", "verified", "kept", "target"],
-        [
-            [
-                r["id"],
-                r["created_at"],
-                r["status"],
-                _size(r["size"]),
-                len(r["files"]),
-                _verified(r),
-                _kept(r),
-                r["target"],
-            ]
-            for r in rows
-        ],
-    )
+    emit(mode, BACKUPS, rows, as_json=rows)
 
 
 @backups.command()
@@ -139,6 +126,7 @@ AS_OPTION = click.option(
     "container (needs Docker); records the key and session counts it loaded.",
 )
 @AS_OPTION
+@verbose_option
 @pass_app
 def verify(app: App, backup_id: str, as_json: bool, deep: bool, requested_by: str | None) -> None:
     """Download every file, recompute its sha256 against the manifest, record the result.
@@ -164,18 +152,7 @@ def verify(app: App, backup_id: str, as_json: bool, deep: bool, requested_by: st
     if as_json:
         emit_json(result)
     else:
-        for f in result["files"]:
-            click.echo(f"{f['verdict']:8} {f['path']} ({f['size']} bytes)")
-        if deep:
-            from redis_maint.checks.restore_drill import describe
-
-            for line in describe(result):
-                click.echo(line)
-        click.echo(
-            f"backup {backup_id}: {'OK' if result['ok'] else 'FAILED'} (manifest {result['manifest']})"
-        )
-        for problem in result["problems"]:
-            click.echo(f"  - {problem}")
+        describe_run(run)  # as `history show RUN_ID` renders this backup-check run
     raise click.exceptions.Exit(_exit_code(run))
 
 
@@ -195,6 +172,7 @@ def verify(app: App, backup_id: str, as_json: bool, deep: bool, requested_by: st
 )
 @click.option("--json", "as_json", is_flag=True, help="What was restored, as JSON on stdout.")
 @AS_OPTION
+@verbose_option
 @pass_app
 def restore(
     app: App, backup_id: str, directory: Path, force: bool, as_json: bool, requested_by: str | None
@@ -225,16 +203,7 @@ def restore(
     if as_json:
         emit_json(result)
         raise click.exceptions.Exit(_exit_code(run))
-    for warning in result["warnings"]:
-        click.echo(f"note: {warning}")
-    for f in result["files"]:
-        click.echo(f"restored {f['path']} ({f['size']} bytes, sha256 ok)")
-    if result["moved_aside"]:
-        click.echo(f"files that were in the way were moved to {result['moved_aside']}")
-    click.echo(f"backup {backup_id} restored into {result['dir']}; start Redis with:\n  {result['next']}")
-    click.echo("then check it loaded this backup:")
-    for cmd in result["check_after_start"]:
-        click.echo(f"  {cmd}")
+    describe_run(run)  # the files, where, how to start Redis and what to check after
     raise click.exceptions.Exit(_exit_code(run))
 
 
@@ -300,43 +269,13 @@ def _record_detail(record) -> dict[str, Any]:
 
 
 def _describe(out: dict[str, Any]) -> None:
-    import json
+    from redis_maint.cli.output import current_verbosity
+    from redis_maint.cli.render.backup_view import render_backup
+    from redis_maint.cli.render.console import print_trimmed, stdout_console
 
-    click.echo(f"backup {out['id']} at {out['target']}")
-    catalog = out["catalog"]
-    if catalog is None:
-        click.echo("  not in the catalog (found on the target by its manifest)")
-    else:
-        click.echo(f"  status {catalog['status']}, {_size(catalog['size'])}, created {catalog['created_at']}")
-        for event in catalog["events"] or []:
-            click.echo(f"  {event['at']}  {event['event']:10} {event['detail']}")
-    if out["manifest_error"]:
-        click.echo(f"  manifest: {out['manifest_error']}")
-    if out["manifest"]:
-        click.echo("manifest.json:")
-        click.echo(json.dumps(out["manifest"], indent=2))
-
-
-def _size(size: int | None) -> str:
-    if size is None:
-        return ""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(size)
-
-
-def _verified(row: dict[str, Any]) -> str:
-    if row["verified_at"] is None:
-        return ""
-    return f"{'ok' if row['verify_ok'] else 'FAILED'} {row['verified_at']}"
-
-
-def _kept(row: dict[str, Any]) -> str:
-    if not row.get("kept"):
-        return ""
-    return f"by {row['kept_by']}" + (f": {row['kept_reason']}" if row.get("kept_reason") else "")
+    console = stdout_console()
+    for item in render_backup(out, verbose=current_verbosity()):
+        print_trimmed(console, item)
 
 
 # ---- keep / unkeep: backups retention never prunes (like WAL-G's permanent backups) ----

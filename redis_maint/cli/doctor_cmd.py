@@ -3,13 +3,14 @@ from __future__ import annotations
 import click
 
 from redis_maint.cli import App, pass_app
-from redis_maint.cli.output import emit_json
+from redis_maint.cli.render.listing import mode_for, output_option
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="JSON array of {check, ok, detail} on stdout.")
+@output_option
 @pass_app
-def doctor(app: App, as_json: bool) -> None:
+def doctor(app: App, as_json: bool, output: str | None) -> None:
     """Check config, Redis, data dir, history, the daemon's heartbeat, backup target and (when a
     job needs it) Docker.
 
@@ -36,24 +37,53 @@ def doctor(app: App, as_json: bool) -> None:
     from redis_maint.errors import ConfigError
     from redis_maint.observe.doctor import CheckResult, run_checks
 
+    mode = mode_for(output, as_json)
     source = config_source(app.config_path)
     try:
         settings = app.settings()
     except ConfigError as exc:
-        _report([CheckResult("config", False, f"file {source}: {exc}")], as_json)
+        _report([CheckResult("config", False, f"file {source}: {exc}")], mode)
         raise click.exceptions.Exit(exc.exit_code) from None
     results = [
         CheckResult("config", True, f"valid; file {source}, then REDIS_MAINT_* variables"),
         *run_checks(settings, docker_verdicts(settings)),
     ]
-    _report(results, as_json)
+    _report(results, mode)
     raise click.exceptions.Exit(0 if all(r.ok for r in results) else 1)
 
 
-def _report(results, as_json: bool) -> None:
-    if as_json:
-        emit_json([{"check": r.name, "ok": r.ok, "detail": r.detail} for r in results])
-        return
+def _report(results, mode: str) -> None:
+    from redis_maint.cli.render.columns import DOCTOR
+    from redis_maint.cli.render.listing import emit
+
+    rows = [{"check": r.name, "ok": r.ok, "detail": r.detail} for r in results]
+    if mode in ("table", "wide"):
+        _checklist(results, wrap=mode == "table")
+    else:
+        emit(mode, DOCTOR, rows, as_json=rows)
+
+
+def _checklist(results, *, wrap: bool) -> None:
+    """`ok   redis      PING 0.2 ms ...`: one line per check, a long detail wrapped under itself."""
+    from rich.text import Text
+
+    from redis_maint.cli.render.console import print_trimmed, stdout_console, stdout_is_tty, terminal_width
+
+    console = stdout_console()
+    indent = 16  # mark (4), a blank, the name (10), a blank
+    width = terminal_width() - indent - 1 if wrap and stdout_is_tty() else None
+    styles = {"skip": "dim", "ok  ": "green", "FAIL": "bold red"}
     for r in results:
         mark = "skip" if r.skipped else "ok  " if r.ok else "FAIL"
-        click.echo(f"{mark} {r.name:10} {r.detail}")
+        lines = _wrapped(r.detail, width) if width and width > 20 else [r.detail]
+        head = Text.assemble((mark, styles[mark]), f" {r.name:10} ", (lines[0], "" if r.ok else "red"))
+        print_trimmed(console, head)
+        for more in lines[1:]:
+            print_trimmed(console, Text(" " * indent + more, style="" if r.ok else "red"))
+
+
+def _wrapped(text: str, width: int) -> list[str]:
+    import textwrap
+
+    # Paths and ids never break in the middle: only blanks split a line.
+    return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False) or [""]

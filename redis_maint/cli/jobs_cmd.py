@@ -5,13 +5,15 @@ from typing import Any
 import click
 
 from redis_maint.cli import App, pass_app
-from redis_maint.cli.output import emit_json, table
+from redis_maint.cli.render.columns import job_columns
+from redis_maint.cli.render.listing import emit, mode_for, output_option
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="JSON array on stdout.")
+@output_option
 @pass_app
-def jobs(app: App, as_json: bool) -> None:
+def jobs(app: App, as_json: bool, output: str | None) -> None:
     """Every registered job with its schedule, next run and last outcome.
 
     With a live daemon (its heartbeat in the history store), the schedules and next runs are the
@@ -38,24 +40,10 @@ def jobs(app: App, as_json: bool) -> None:
     now = utcnow()
     daemon = live_daemon(store, now)
     out = job_rows(app, daemon, now)
-    if as_json:
-        emit_json(out)
-        return
-    click.echo(daemon_line(daemon, now))
-    table(
-        None,
-        ["job", "schedule", "next run (UTC)", "last status", "last started"],
-        [
-            [
-                j["name"],
-                j["schedule"],
-                j["next_run"],
-                (j["last_run"] or {}).get("status"),
-                (j["last_run"] or {}).get("started_at"),
-            ]
-            for j in out
-        ],
-    )
+    mode = mode_for(output, as_json)
+    if mode in ("table", "wide"):
+        click.echo(daemon_line(daemon, now))
+    emit(mode, job_columns(out), out, as_json=out)
 
 
 def job_rows(app: App, daemon: Any, now: Any) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ import click
 from redis_maint.cli import App, pass_app
 from redis_maint.cli.completers import job_names
 from redis_maint.cli.help_text import RunCommand
-from redis_maint.cli.output import describe_run, emit_json
+from redis_maint.cli.output import describe_run, emit_json, verbose_option
 from redis_maint.cli.progress import progress_for
 
 
@@ -30,7 +30,8 @@ def run_and_report(app: App, job: str, as_json: bool, **kwargs) -> None:
 
 
 def run_row_options(fn):
-    """--json and --as, shared by every command that runs a job through the run path."""
+    """--json, --as and -v, shared by every command that runs a job through the run path."""
+    fn = verbose_option(fn)
     fn = click.option("--as", "requested_by", metavar="NAME", help="Who asked (default: $USER).")(fn)
     return click.option(
         "--json", "as_json", is_flag=True, help="Print the run's history row as JSON on stdout."

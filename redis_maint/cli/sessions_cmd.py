@@ -15,12 +15,19 @@ import click
 
 from redis_maint.cli import App, pass_app
 from redis_maint.cli import sessions_messages as msg
-from redis_maint.cli.output import describe_run, emit_json, table
+from redis_maint.cli.output import describe_run, emit_json
 from redis_maint.cli.progress import progress_for
+from redis_maint.cli.render.listing import emit, mode_for, output_option, write_rows
 from redis_maint.cli.run_cmd import run_and_report, run_row_options
 from redis_maint.cli.types import DURATION
 from redis_maint.errors import UsageError
 from redis_maint.progress import Progress
+
+
+def _total_column():
+    from redis_maint.cli.render.listing import Column
+
+    return Column("total", "sessions", lambda r: r["total"])
 
 
 @click.group()
@@ -50,8 +57,9 @@ def sessions() -> None:
     is_flag=True,
     help='JSON on stdout: {"total": N, "by_org": {...}, "no_org": N, "unreadable": N}.',
 )
+@output_option
 @pass_app
-def count_cmd(app: App, by_org: bool, as_json: bool) -> None:
+def count_cmd(app: App, by_org: bool, as_json: bool, output: str | None) -> None:
     """Count sessions with SCAN (never KEYS).
 
     \b
@@ -67,16 +75,30 @@ def count_cmd(app: App, by_org: bool, as_json: bool) -> None:
       REDIS_MAINT_REDIS_URL     the Redis holding the sessions
       REDIS_MAINT_SESSIONS__<FIELD>   key_pattern, created_field, organisation_field, batch sizes
     """
-    result = count_sessions(app, by_org, progress_for(as_json))
-    if as_json:
+    mode = mode_for(output, as_json)
+    # A bar only under a table on a terminal: never in JSON or a pipe's tsv/csv.
+    result = count_sessions(app, by_org, progress_for(as_json, mode))
+    if mode == "json":
         emit_json(result)
-        return
-    click.echo(f"sessions: {result['total']}")
-    if by_org:
-        rows = [[org, n] for org, n in result["by_org"].items()]
-        table(None, ["organisation", "sessions"], rows)
-        click.echo(f"without an organisationId (--no-org): {result['no_org']}")
-        click.echo(f"unreadable (not a JSON object): {result['unreadable']}")
+    elif by_org:
+        _count_by_org(result, mode)
+    elif mode in ("tsv", "csv"):
+        write_rows(mode, [_total_column()], [result])
+    else:
+        click.echo(f"sessions: {result['total']:,}")
+
+
+def _count_by_org(result: dict[str, Any], mode: str) -> None:
+    """One row per organisation, largest first; on a table, the totals under it."""
+    from redis_maint.cli.render.columns import ORGS
+
+    rows = [{"organisation": org, "sessions": n} for org, n in result["by_org"].items()]
+    rows.sort(key=lambda r: (-r["sessions"], r["organisation"]))
+    emit(mode, ORGS, rows)
+    if mode in ("table", "wide"):
+        click.echo(f"sessions: {result['total']:,}")
+        click.echo(f"without an organisationId (--no-org): {result['no_org']:,}")
+        click.echo(f"unreadable (not a JSON object): {result['unreadable']:,}")
 
 
 @sessions.command("sweep")
@@ -266,7 +288,7 @@ def _suggest(app: App, args: list[str], as_json: bool, requested_by: str | None)
     return msg.command(
         args,
         config_path=app.config_path,
-        log_format=app.log_format,
+        log_format=app.log_format_given or "json",
         as_json=as_json,
         requested_by=requested_by,
     )
