@@ -25,8 +25,10 @@ def health(s: dict[str, Any], f: Figures) -> None:
     f.add("level", s["level"], LEVEL_STYLE.get(s["level"]))
     for reason in s.get("reasons") or []:
         f.note(f"- {reason}", LEVEL_STYLE.get(s["level"], WARN), indent=LABEL_INDENT)
-    f.add("redis", f"{s.get('redis_version')} {s.get('role')}, up {human.duration(s.get('uptime_s'))}")
-    f.add("ping", f"{s.get('ping_ms')} ms")
+    if s.get("redis_version"):
+        f.add("redis", f"{s['redis_version']} {s.get('role')}, up {human.duration(s.get('uptime_s'))}")
+    if s.get("ping_ms") is not None:
+        f.add("ping", f"{s['ping_ms']} ms")
     mem = s.get("memory") or {}
     if mem:
         share = f" ({mem['ratio'] * 100:.1f}%)" if mem.get("ratio") is not None else ""

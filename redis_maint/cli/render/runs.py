@@ -14,6 +14,7 @@ from rich.text import Text
 from redis_maint.cli.render import figures as _job_renderers  # noqa: F401  (they register themselves)
 from redis_maint.cli.render import human
 from redis_maint.cli.render.lines import (
+    LABEL_WIDTH,
     PROBLEM,
     RENDERERS,
     SHOWN_ELSEWHERE,
@@ -30,7 +31,7 @@ def render_run(row: dict[str, Any], verbose: int = 0) -> list[RenderableType]:
     figures = Figures(verbose=verbose, dry_run=bool(summary.get("dry_run")))
     out: list[RenderableType] = [verdict(row, figures.dry_run)]
     if row.get("error"):
-        out.append(Text.assemble(("  error      ", PROBLEM), (str(row["error"]), PROBLEM)))
+        out.append(Text.assemble((f"  {'error':<{LABEL_WIDTH}} ", PROBLEM), (str(row["error"]), PROBLEM)))
     if any(k not in SHOWN_ELSEWHERE for k in summary):
         _render_body(row.get("job", ""), summary, figures)
     if summary.get("params"):
