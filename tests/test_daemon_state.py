@@ -12,6 +12,7 @@ from redis_maint.timeutil import utcnow
 from tests.support.common import json_out, wait_for
 from tests.support.daemon import start_daemon, stop_daemon
 from tests.support.history import current_store
+from tests.support.pty_cli import run_in_pty
 
 BEAT = {"REDIS_MAINT_DAEMON__HEARTBEAT": "0.3s"}
 
@@ -32,6 +33,7 @@ def test_jobs_shows_the_live_daemons_schedules_not_the_callers_config(redis_serv
     try:
         wait_for(lambda: _jobs(cli)["health"]["next_run"], timeout=20, what="the daemon's next run")
         listed = _jobs(cli)
+        shown = run_in_pty("jobs", columns=120)
         first_beat = listed["health"]["daemon"]["heartbeat_at"]
         wait_for(lambda: _jobs(cli)["health"]["daemon"]["heartbeat_at"] != first_beat, what="a second beat")
     finally:
@@ -44,6 +46,7 @@ def test_jobs_shows_the_live_daemons_schedules_not_the_callers_config(redis_serv
     assert health["daemon"]["pid"] == proc.pid
     assert health["daemon"]["host"] == socket.gethostname()
     assert health["daemon"]["heartbeat_age_s"] < 5
+    assert f"daemon live on {socket.gethostname()} pid {proc.pid}" in shown.terminal.splitlines()[0]
     assert listed["backup"]["schedule"] == "off" and listed["backup"]["next_run"] is None
     # The shape people already parse is intact: the old keys, in order, then the added ones.
     assert list(health)[:6] == ["name", "description", "schedule", "timezone", "next_run", "last_run"]
@@ -59,8 +62,9 @@ def test_after_a_clean_stop_jobs_shows_the_config_with_no_next_run(redis_server,
     health = _jobs(cli)["health"]
     assert health["daemon"] is None and health["schedule_source"] == "config"
     assert health["schedule"] == "* * * * *" and health["next_run"] is None
-    human = cli("jobs")
-    assert "no daemon running" in human.output
+    shown = run_in_pty("jobs", columns=120)  # what a person sees: the daemon's absence comes first
+    assert shown.code == 0, shown.terminal
+    assert shown.terminal.lstrip().startswith("no daemon running"), shown.terminal
     (row,) = all_daemons(current_store())
     assert row.stopped_at is not None and row.stop_reason == "clean shutdown"
     code, check = _daemon_check(cli)
@@ -84,7 +88,9 @@ def test_doctor_reports_a_killed_daemon_as_stale_until_one_starts_again(redis_se
     # A new daemon on this host supersedes its dead predecessor.
     again = start_daemon(REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1h", **BEAT)
     try:
-        wait_for(lambda: _jobs(cli)["health"]["daemon"]["pid"] == again.pid, timeout=20, what="the new daemon")
+        wait_for(
+            lambda: _jobs(cli)["health"]["daemon"]["pid"] == again.pid, timeout=20, what="the new daemon"
+        )
         code, check = _daemon_check(cli)
     finally:
         stop_daemon(again)
