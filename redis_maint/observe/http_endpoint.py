@@ -52,7 +52,9 @@ class HttpEndpoint:
             )
         except OSError as exc:
             # A port in use or an address this host lacks is a setting to change: exit 2, not a failure.
-            what = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc.strerror})"
+            what = (
+                "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc.strerror})"
+            )
             raise ConfigError(
                 [
                     f"http.port: {self.bind}:{self.port} {what}, so /healthz and /metrics cannot be served; "
