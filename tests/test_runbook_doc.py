@@ -17,6 +17,8 @@ DOC = ROOT / "docs" / "runbook.md"
 COMMAND = re.compile(r"redis-maint (?=[a-z])")
 # Safe to run for real in a test: they read, or only run the health job.
 READ_ONLY = (("history",), ("jobs",), ("config",), ("doctor",), ("run", "health"), ("sessions", "count"))
+# Read-only, but about one run that exists only where the runbook's reader is: parsed, not run.
+NAMES_A_RUN = (("history", "show"),)
 
 
 def doc_commands() -> list[list[str]]:
@@ -66,7 +68,10 @@ def test_every_documented_command_parses(args):
 def test_the_read_only_documented_commands_run(cli, redis_server):
     ran = 0
     for args in doc_commands():
-        if any(tuple(args[: len(prefix)]) == prefix for prefix in READ_ONLY):
+        if (
+            any(tuple(args[: len(prefix)]) == prefix for prefix in READ_ONLY)
+            and tuple(args[:2]) not in NAMES_A_RUN
+        ):
             result = cli(*args)
             # doctor exits 1 when e.g. no Docker engine answers here; 2 would be a usage error.
             assert result.exit_code in (0, 1) if args[0] == "doctor" else result.exit_code == 0, (
