@@ -273,12 +273,18 @@ class Daemon:
 
     def _install_signal_handlers(self) -> None:
         def handler(signum, _frame):
-            log.info("stop requested", extra={"signal": signal.Signals(signum).name})
             self.stopping.set()
-            self._shutdown_scheduler()
+            # Nothing that takes a lock here: the signal may land while this very thread holds one
+            # (APScheduler's job store, or its executor's while submitting a job), and shutdown()
+            # takes both. A thread of its own waits for them instead of deadlocking.
+            threading.Thread(target=self._stop_requested, args=(signum,), name="stop", daemon=True).start()
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+
+    def _stop_requested(self, signum: int) -> None:
+        log.info("stop requested", extra={"signal": signal.Signals(signum).name})
+        self._shutdown_scheduler()
 
     def _shutdown_scheduler(self, _event=None) -> None:
         """Stop scheduling if a stop was requested; before the scheduler runs, its start event does it."""
@@ -288,7 +294,7 @@ class Daemon:
             return
         # Not started yet (its start event calls us again) or already stopped: nothing to do.
         with contextlib.suppress(SchedulerNotRunningError):
-            # shutdown(wait=False) only sets flags: safe in a signal handler, which must not wait.
+            # wait=False: the drain below waits for running jobs, with its own deadline.
             self.scheduler.shutdown(wait=False)
 
     def drain(self) -> int:
