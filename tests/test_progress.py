@@ -181,15 +181,22 @@ def test_load_progress_reads_a_loading_redis(redis_server):
 # -- what an operator sees ----------------------------------------------------------------------
 
 
-def _seed_blobs(client, n: int = 180) -> None:
-    """Incompressible values: dump.rdb and the AOF base are ~n MiB each, so the upload takes seconds."""
+def _seed_blobs(client, n: int = 60) -> None:
+    """Incompressible values: dump.rdb and the AOF base are ~n MiB each; with the upload slowed to one
+    5 MiB part at a time (`_slow_upload`), it takes seconds."""
     pipe = client.pipeline(transaction=False)
     for i in range(n):
         pipe.set(f"blob:{i}", os.urandom(MIB))
     pipe.execute()
 
 
-@pytest.mark.usefixtures("backup_env", "bucket")
+@pytest.fixture
+def _slow_upload(monkeypatch):
+    monkeypatch.setenv("REDIS_MAINT_TARGET__S3__MAX_CONCURRENCY", "1")
+    monkeypatch.setenv("REDIS_MAINT_TARGET__S3__MULTIPART_CHUNK_MIB", "5")
+
+
+@pytest.mark.usefixtures("backup_env", "bucket", "_slow_upload")
 def test_backup_upload_shows_bytes_rate_and_eta_on_a_terminal(redis_server):
     _seed_blobs(redis_server.client())
     backup = run_in_pty("run", "backup", columns=100)
@@ -198,7 +205,7 @@ def test_backup_upload_shows_bytes_rate_and_eta_on_a_terminal(redis_server):
     assert re.search(r"uploading .*[\d.]+/[\d.]+ MiB [\d.]+ MiB/s eta \d+:\d\d", shown), shown
 
 
-@pytest.mark.usefixtures("backup_env", "bucket")
+@pytest.mark.usefixtures("backup_env", "bucket", "_slow_upload")
 def test_no_progress_with_json_or_when_piped(redis_server, cli_process):
     _seed_blobs(redis_server.client())
     as_json = run_in_pty("run", "backup", "--json", columns=100, stdout_pipe=True)
