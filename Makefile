@@ -53,6 +53,7 @@ bench: venv system-deps
 	$(BIN)/python bench/sweep.py --sessions 200000 --repeat 3
 	$(BIN)/python bench/backup.py --size-mib 256 --rounds 3
 	$(BIN)/python bench/http_load.py --rounds 3
+	$(BIN)/python bench/cli_speed.py --repeat 5
 
 config-sample: venv
 	$(BIN)/redis-maint config sample > config/redis-maint.toml

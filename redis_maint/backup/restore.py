@@ -22,6 +22,7 @@ from redis_maint.backup.live_redis import DirCheck
 from redis_maint.errors import UsageError
 from redis_maint.progress import Progress
 from redis_maint.storage import Target
+from redis_maint.storage.base import fsync_dir
 from redis_maint.timeutil import utcnow
 
 Probe = Callable[[Path], DirCheck]
@@ -118,7 +119,7 @@ def _lay_out(
     stored.download_files(target, location, manifest, staged, checkpoint, progress)
     try:
         moved = _swap_in(directory, staged, manifest)
-        _fsync_dir(directory)
+        fsync_dir(directory)
         return moved
     except OSError as exc:
         raise stored.local_write_error(exc, directory) from None
@@ -172,14 +173,6 @@ def _move_back(directory: Path, aside: Path | None) -> None:
     for entry in aside.iterdir():
         entry.rename(directory / entry.name)
     aside.rmdir()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _start_hint(directory: Path, manifest: dict[str, Any]) -> str:

@@ -93,6 +93,15 @@ def check_key(key: str) -> str:
     return key
 
 
+def fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable: the directory entry, not only the file, reaches the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def join(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 

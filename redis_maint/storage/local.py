@@ -18,7 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from redis_maint.errors import StorageError
-from redis_maint.storage.base import CHUNK, Checkpoint, ObjectInfo, ObjectNotFound, check_key, copy_hashed
+from redis_maint.storage.base import (
+    CHUNK,
+    Checkpoint,
+    ObjectInfo,
+    ObjectNotFound,
+    check_key,
+    copy_hashed,
+    fsync_dir,
+)
 from redis_maint.storage.nofollow import (
     LinkRefused,
     open_file_at,
@@ -198,7 +206,7 @@ class _AtomicWrite:
             self.out.close()
             if exc is None:
                 os.replace(self.tmp, self.dest)
-                _fsync_dir(self.dest.parent)
+                fsync_dir(self.dest.parent)
         except OSError as err:
             self.tmp.unlink(missing_ok=True)
             raise self._error(err) from None
@@ -215,14 +223,6 @@ class _AtomicWrite:
                 f"backup dir {self.root_uri} is full (writing {self.dest.name}); free space there"
             )
         return StorageError(f"cannot write {self.dest}: {exc.strerror or exc}")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _split(key: str) -> tuple[list[str], str]:
