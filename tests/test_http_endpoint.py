@@ -148,7 +148,9 @@ def test_a_port_in_use_is_a_clear_startup_error(redis_server, cli_process):
         result = cli_process("daemon", env={"REDIS_MAINT_HTTP__PORT": str(port)}, timeout=30)
     # A port in use is a setting to change, not a failed run: exit 2, naming the port and what to change.
     assert result.returncode == 2
-    assert f"127.0.0.1:{port} is already in use" in result.stderr and "REDIS_MAINT_HTTP__PORT" in result.stderr
+    assert (
+        f"127.0.0.1:{port} is already in use" in result.stderr and "REDIS_MAINT_HTTP__PORT" in result.stderr
+    )
     assert "Traceback" not in result.stderr
 
 
