@@ -164,7 +164,7 @@ def test_the_compose_stack_runs_health_and_a_backup_inside_the_sidecar(stack):
     assert shown.returncode == 0, shown.stderr
     config = json.loads(shown.stdout)
     assert config["history_url"] == "sqlite:////var/lib/redis-maint/history.db"
-    assert config["backup_target"] == f"s3://{SHIPPED_BUCKET}/{SHIPPED_PREFIX}"
+    assert config["target"]["uri"] == f"s3://{SHIPPED_BUCKET}/{SHIPPED_PREFIX}"
     assert config["instance"] == "sessions" and config["data_dir"] == "/data"
     assert config["jobs"]["backup"]["verify_before_upload"] is True
     assert "pytest" not in shown.stdout and str(ROOT) not in shown.stdout
