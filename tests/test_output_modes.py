@@ -6,17 +6,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import signal
-import subprocess
-import sys
 
 import pytest
 
 from redis_maint.cli.render import human
 from redis_maint.cli.render.listing import Column, fit, tsv_cell
 from tests.support.builders.sessions import seed
-from tests.support.common import ROOT, json_out
+from tests.support.common import json_out
+from tests.support.daemon import start_daemon, stop_daemon
 from tests.support.pty_cli import run_in_pty
 
 HISTORY_TSV = [
@@ -120,26 +117,12 @@ def test_json_logs_on_a_terminal_when_asked(redis_server):
     assert '{"ts"' in shown.terminal
 
 
-QUIET_DAEMON = {
-    f"REDIS_MAINT_JOBS__{job}__SCHEDULE": "off"
-    for job in ("BACKUP", "AOF_CHECK", "BACKUP_VERIFY", "SESSION_SWEEP", "BACKUP_AGE")
-}
-
-
 def test_the_daemon_logs_json_when_stderr_is_not_a_terminal(redis_server, tmp_path):
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "scheduler.py"), "daemon"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, **QUIET_DAEMON},
-    )
+    proc = start_daemon(REDIS_MAINT_JOBS__HEALTH__SCHEDULE="* * * * *")
     try:
         first = proc.stderr.readline()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        stop_daemon(proc)
     record = json.loads(first)
     assert record["level"] in ("info", "warning") and record["msg"]
 
