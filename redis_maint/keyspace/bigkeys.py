@@ -200,7 +200,7 @@ class _NodeScan:
                 vanished += 1
                 continue
             add(key, size, pttl == -1)
-            if size > heap.floor:
+            if size >= heap.floor:
                 offer(size, key, pttl, node)
         self.report.vanished += vanished
 

@@ -44,32 +44,48 @@ class Candidate:
     node: int  # index of the node that holds it (Cluster)
 
 
+class _Later:
+    """A key that sorts in reverse, so that among keys of one size the heap drops the last by name."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: bytes):
+        self.key = key
+
+    def __lt__(self, other: _Later) -> bool:
+        return self.key > other.key
+
+
 class TopHeap:
-    """The `limit` largest keys seen so far: a min-heap, so a key smaller than the smallest kept
+    """The `limit` largest keys seen so far, by size and then by name (so equal sizes give the same
+    list whatever order SCAN returns them in): a min-heap, so a key smaller than the smallest kept
     costs one comparison. A key SCAN returns twice is kept once."""
 
     def __init__(self, limit: int):
         self.limit = limit
-        self._heap: list[tuple[int, bytes, Candidate]] = []
+        self._heap: list[tuple[int, _Later, Candidate]] = []
         self._keys: set[bytes] = set()
-        self.floor = -1  # the size a key must beat to get in (the smallest kept, once full)
+        self.floor = -1  # a key smaller than this never gets in (the smallest kept, once full)
 
     def offer(self, size: int, key: bytes, pttl: int, node: int) -> None:
-        if size <= self.floor or key in self._keys:
+        if size < self.floor or key in self._keys:
             return
-        entry = (size, key, Candidate(size, key, pttl, node))
+        full = len(self._heap) == self.limit
+        if full and size == self.floor and key > self._heap[0][1].key:
+            return  # as large as the smallest kept, but later by name
+        entry = (size, _Later(key), Candidate(size, key, pttl, node))
         self._keys.add(key)
-        if len(self._heap) < self.limit:
-            heapq.heappush(self._heap, entry)
-        else:
+        if full:
             _, dropped, _ = heapq.heapreplace(self._heap, entry)
-            self._keys.discard(dropped)
+            self._keys.discard(dropped.key)
+        else:
+            heapq.heappush(self._heap, entry)
         if len(self._heap) == self.limit:
             self.floor = self._heap[0][0]
 
     def largest(self) -> list[Candidate]:
-        """Largest first; equal sizes by key, so the order is stable."""
-        return [c for _, _, c in sorted(self._heap, key=lambda e: (-e[0], e[1]))]
+        """Largest first; equal sizes by key."""
+        return [c for _, _, c in sorted(self._heap, key=lambda e: (-e[0], e[2].key))]
 
 
 class PrefixTable:
