@@ -32,8 +32,7 @@ def keys() -> None:
       REDIS_MAINT_CONFIG        the settings file, when --config is not given
       REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
       REDIS_MAINT_REDIS_URL     the Redis to scan (every primary, on a Cluster)
-      REDIS_MAINT_SESSIONS__<FIELD>   key_pattern (which keys are sessions), organisation_field,
-                                scan_count, idle_cpu
+      REDIS_MAINT_SESSIONS__<FIELD>   key_pattern, organisation_field, scan_count, idle_cpu
     """
 
 
@@ -86,8 +85,7 @@ def big(app: App, pattern: str, top: int, samples: int, as_json: bool) -> None:
       REDIS_MAINT_CONFIG        the settings file, when --config is not given
       REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
       REDIS_MAINT_REDIS_URL     the Redis to scan (every primary, on a Cluster)
-      REDIS_MAINT_SESSIONS__<FIELD>   key_pattern (which keys are sessions), organisation_field,
-                                scan_count, idle_cpu
+      REDIS_MAINT_SESSIONS__<FIELD>   key_pattern, organisation_field, scan_count, idle_cpu
     """
     if not pattern.strip():
         raise click.BadParameter("must not be empty (use '*' for every key)", param_hint="--pattern")
