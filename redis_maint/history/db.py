@@ -70,6 +70,11 @@ runs = Table(
     Column("status", String(16), nullable=False, index=True),
     Column("summary", JSON),
     Column("error", Text),
+    # Who and when (redis_maint/provenance.py): the OS user of the writing process, the schedule slot
+    # the run belongs to (scheduled, catch-up, missed), the sha256 of the masked settings in force.
+    Column("os_user", String(128)),
+    Column("scheduled_for", UTCDateTime),
+    Column("config_hash", String(64)),
 )
 
 leases = Table(

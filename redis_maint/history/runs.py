@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from redis_maint.history import db, db_errors
+from redis_maint.provenance import os_user
 from redis_maint.redact import redact, redact_url
 from redis_maint.timeutil import isoformat, utcnow
 
@@ -46,6 +47,12 @@ class Run:
     status: str
     summary: dict[str, Any] | None
     error: str | None
+    # Who and when (issue 14): the OS user of the process that wrote the row (requested_by is only a
+    # claim), the schedule slot a scheduled, catch-up or missed run belongs to, and the sha256 of
+    # the masked settings in force (redis_maint/provenance.py). NULL in rows from before the columns.
+    os_user: str | None = None
+    scheduled_for: datetime | None = None
+    config_hash: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The documented `--json` shape of a run (README: JSON output)."""
@@ -62,6 +69,9 @@ class Run:
             "summary": self.summary,
             # Masked again on the way out: rows written before a secret was known stay safe too.
             "error": None if self.error is None else redact(self.error),
+            "os_user": self.os_user,
+            "scheduled_for": isoformat(self.scheduled_for),
+            "config_hash": self.config_hash,
         }
 
 
@@ -85,9 +95,26 @@ class HistoryStore:
         except SQLAlchemyError as exc:
             raise db_errors.history_error(exc, url, "open it") from None
 
-    def start_run(self, job: str, trigger: str, requested_by: str | None) -> int:
+    def start_run(
+        self,
+        job: str,
+        trigger: str,
+        requested_by: str | None,
+        *,
+        scheduled_for: datetime | None = None,
+        config_hash: str | None = None,
+    ) -> int:
         with _guarded(self, "record the start of a run"), self.engine.begin() as conn:
-            return _insert(conn, job, trigger, requested_by, started_at=utcnow(), status=RunStatus.RUNNING)
+            return _insert(
+                conn,
+                job,
+                trigger,
+                requested_by,
+                started_at=utcnow(),
+                status=RunStatus.RUNNING,
+                scheduled_for=scheduled_for,
+                config_hash=config_hash,
+            )
 
     def finish_run(
         self, run_id: int, status: RunStatus, summary: dict[str, Any] | None, error: str | None
@@ -114,6 +141,8 @@ class HistoryStore:
         error: str | None = None,
         summary: dict[str, Any] | None = None,
         started_at: datetime | None = None,
+        scheduled_for: datetime | None = None,
+        config_hash: str | None = None,
     ) -> int:
         """A run that never ran: skipped or missed."""
         now = utcnow()
@@ -128,6 +157,8 @@ class HistoryStore:
                 status=status,
                 summary=summary,
                 error=None if error is None else redact(error),
+                scheduled_for=scheduled_for,
+                config_hash=config_hash,
             )
 
     def get(self, run_id: int) -> Run | None:
@@ -185,7 +216,7 @@ class HistoryStore:
 
 
 def _insert(conn: Any, job: str, trigger: str, requested_by: str | None, **values: Any) -> int:
-    """A new run row, stamped with this process's host and pid; returns its id."""
+    """A new run row, stamped with this process's host, pid and OS user; returns its id."""
     result = conn.execute(
         db.runs.insert().values(
             job=job,
@@ -193,6 +224,7 @@ def _insert(conn: Any, job: str, trigger: str, requested_by: str | None, **value
             requested_by=requested_by,
             host=socket.gethostname(),
             pid=os.getpid(),
+            os_user=os_user(),
             **values,
         )
     )

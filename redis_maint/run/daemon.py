@@ -21,6 +21,7 @@ from jobs import REGISTRY
 from redis_maint.history.daemons import DaemonPublisher, Schedules
 from redis_maint.history.runs import HistoryStore, RunStatus, Trigger
 from redis_maint.redact import redact
+from redis_maint.run import missed_slots
 from redis_maint.run.runner import build_runner, reap_interrupted
 from redis_maint.timeutil import isoformat, utcnow
 
@@ -43,6 +44,10 @@ class Daemon:
         self.started_at: datetime | None = None
         self.scheduler = None
         self.endpoint = None
+        # The previous daemon's last sign of life, read before our row supersedes it.
+        self.downtime: missed_slots.Downtime | None = None
+        # The slot each catch-up run stands in for: the newest one that passed while we were down.
+        self.catch_up_slots: dict[str, datetime] = {}
         # Our row in the history store: `jobs` shows what this daemon has in force, `doctor` a stale one.
         self.publisher = DaemonPublisher(
             self.store, settings.daemon.heartbeat, settings.timezone, self.schedules_in_force
@@ -90,14 +95,28 @@ class Daemon:
         self.scheduler = scheduler
         return scheduler
 
-    def _fire(self, name: str, trigger: str) -> None:
+    def _fire(self, name: str, trigger: str, scheduled_for: datetime | None = None) -> None:
         """Every scheduled or catch-up run; never raises into APScheduler."""
         if self.stopping.is_set():
             return
         try:
-            self.runner.execute(name, trigger=trigger, requested_by="daemon", cancel=self.stopping)
+            if trigger == Trigger.SCHEDULED:
+                scheduled_for = self._slot_of(name)
+            self.runner.execute(
+                name,
+                trigger=trigger,
+                requested_by="daemon",
+                cancel=self.stopping,
+                scheduled_for=scheduled_for,
+            )
         except Exception:
             log.exception("run path failed", extra={"job": name})
+
+    def _slot_of(self, name: str) -> datetime | None:
+        """The slot a scheduled run firing now belongs to (APScheduler does not pass it on)."""
+        job = self.scheduler.get_job(name) if self.scheduler is not None else None
+        schedule = self.settings.job(name).schedule
+        return missed_slots.latest_slot(getattr(job, "trigger", None), schedule, self.settings.tz, utcnow())
 
     def _job_name(self, job_id: str) -> str | None:
         name = job_id.split(":", 1)[0]
@@ -114,6 +133,7 @@ class Daemon:
                 RunStatus.MISSED,
                 requested_by="daemon",
                 started_at=event.scheduled_run_time,
+                scheduled_for=event.scheduled_run_time,
                 error=f"scheduled for {event.scheduled_run_time.isoformat()} but not started within the misfire grace",
             )
         except Exception:  # listeners must never raise: APScheduler swallows it
@@ -172,7 +192,12 @@ class Daemon:
             summary = {**repair.summary(), "note": str(note)}
             log.warning("restored auto-aof-rewrite-percentage left paused by a dead run", extra=summary)
             return self.store.record(
-                AOF_RESTORE, trigger, RunStatus.SUCCEEDED, requested_by="daemon", summary=summary
+                AOF_RESTORE,
+                trigger,
+                RunStatus.SUCCEEDED,
+                requested_by="daemon",
+                summary=summary,
+                config_hash=self.runner.config_hash,
             )
         except Exception as exc:
             log.warning(
@@ -214,16 +239,57 @@ class Daemon:
                     RunStatus.MISSED,
                     requested_by="daemon",
                     started_at=previous,
+                    scheduled_for=previous,
                     error="the daemon was not running at this scheduled time; catching up now",
                 )
+                self.catch_up_slots.setdefault(name, previous)
             due.append(name)
         return due
+
+    def _previous_downtime(self) -> missed_slots.Downtime | None:
+        try:
+            return missed_slots.previous_downtime(self.store)
+        except Exception as exc:  # evidence we cannot read must not keep the daemon from running
+            log.error("could not read when the previous daemon stopped", extra={"error": redact(str(exc))})
+            return None
+
+    def record_missed_slots(self, until: datetime | None = None) -> dict[str, int]:
+        """One `missed` row per slot that passed while no daemon ran (bounded per job); {job: slots}."""
+        down = self.downtime
+        if down is None:
+            return {}
+        until = until or utcnow()
+        counts: dict[str, int] = {}
+        for name in REGISTRY:
+            try:
+                counts[name] = self._record_missed(name, down, until)
+            except Exception as exc:
+                log.error(
+                    "could not record the slots missed while the daemon was down",
+                    extra={"job": name, "error": redact(str(exc))},
+                )
+        if any(counts.values()):
+            log.warning(
+                "slots missed while no daemon was running",
+                extra={"down_from": isoformat(down.since), "down_to": isoformat(until), "missed": counts},
+            )
+        return {name: n for name, n in counts.items() if n}
+
+    def _record_missed(self, name: str, down: missed_slots.Downtime, until: datetime) -> int:
+        schedule = self.settings.job(name).schedule
+        slots = missed_slots.missed(self.store, name, schedule, self.settings.tz, down, until)
+        for row in missed_slots.rows(name, slots, down, until):
+            self.runner.record(name, Trigger.SCHEDULED, RunStatus.MISSED, requested_by="daemon", **row)
+        if slots.last is not None:
+            self.catch_up_slots[name] = slots.last
+        return slots.total
 
     # -- run ----------------------------------------------------------------------------
     def run(self) -> int:
         self.started_at = utcnow()
         # First: start-up may wait on Redis or the store, and a SIGTERM then must still end cleanly.
         self._install_signal_handlers()
+        self.downtime = self._previous_downtime()
         self.publisher.start()
         try:
             return self._run()
@@ -235,13 +301,14 @@ class Daemon:
         self.reap()
         self.restore_aof_rewrites()
         scheduler = self.build_scheduler()
+        self.record_missed_slots()
         if self.settings.daemon.catch_up:
             for name in self.catch_up():
                 scheduler.add_job(
                     self._fire,
                     "date",
                     run_date=utcnow(),
-                    args=[name, Trigger.CATCH_UP],
+                    args=[name, Trigger.CATCH_UP, self.catch_up_slots.get(name)],
                     id=f"{name}:catch-up",
                 )
         self.start_observability()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -32,6 +31,7 @@ from redis_maint.errors import (
 )
 from redis_maint.history.leases import Lease, active_holder
 from redis_maint.history.runs import HistoryStore, Run, RunStatus
+from redis_maint.provenance import config_hash, requester
 from redis_maint.redact import redact
 from redis_maint.run.current_run import RunRef, current_run
 from redis_maint.run.interrupts import signals_cancel
@@ -57,6 +57,8 @@ class Runner:
         self._observers: list[RunObserver] = list(observers)
         self._active: dict[int, JobContext] = {}
         self._active_lock = threading.Lock()
+        # Every row this Runner writes records the settings it runs under (masked, hashed).
+        self.config_hash = config_hash(settings)
 
     def add_observer(self, observer: RunObserver) -> None:
         self._observers.append(observer)
@@ -76,28 +78,44 @@ class Runner:
         params: Params | dict[str, Any] | None = None,
         progress: Progress | None = None,
         cancel: threading.Event | None = None,
+        scheduled_for: datetime | None = None,
     ) -> Run:
         """Run one job now and return its history row.
 
         Bad parameters, and a request its job's pre-check refuses, raise UsageError before
-        anything is locked or recorded (exit 2, no row).
+        anything is locked or recorded (exit 2, no row). `scheduled_for` is the schedule slot a
+        scheduled or catch-up run belongs to.
         """
         job = get_job(job_name)
         parsed = job.parse_params(params)
         refused = self._pre_check(job.name, parsed)
         if refused is not None:
-            return self.record(job.name, trigger, RunStatus.FAILED, requested_by=requested_by, error=refused)
+            return self.record(
+                job.name,
+                trigger,
+                RunStatus.FAILED,
+                requested_by=requested_by,
+                error=refused,
+                scheduled_for=scheduled_for,
+            )
         try:
             lease = Lease.acquire(self.store, job.name, self.settings.lock.lease_ttl)
         except LockHeldError as exc:
             log.warning("run skipped: lock held", extra={"job": job.name, "reason": str(exc)})
             return self.record(
-                job.name, trigger, RunStatus.SKIPPED, requested_by=requested_by, error=str(exc)
+                job.name,
+                trigger,
+                RunStatus.SKIPPED,
+                requested_by=requested_by,
+                error=str(exc),
+                scheduled_for=scheduled_for,
             )
         ctx = None
         try:
             reap_interrupted(self.store, job.name)
-            run_id = self.store.start_run(job.name, trigger, requested_by)
+            run_id = self.store.start_run(
+                job.name, trigger, requested_by, scheduled_for=scheduled_for, config_hash=self.config_hash
+            )
             lease.attach_run(run_id)
             lease.start_heartbeat()
             ctx = JobContext(
@@ -133,11 +151,21 @@ class Runner:
         requested_by: str | None = None,
         error: str | None = None,
         started_at: datetime | None = None,
+        scheduled_for: datetime | None = None,
+        summary: dict[str, Any] | None = None,
     ) -> Run:
         """A row for a run that never ran (skipped, missed, refused by a failed pre-check), observed
         like any other."""
         run_id = self.store.record(
-            job, trigger, status, requested_by=requested_by, error=error, started_at=started_at
+            job,
+            trigger,
+            status,
+            requested_by=requested_by,
+            error=error,
+            started_at=started_at,
+            scheduled_for=scheduled_for,
+            summary=summary,
+            config_hash=self.config_hash,
         )
         return self._observed(self.store.get(run_id))
 
@@ -244,7 +272,8 @@ def _lost_lease(job: str) -> str:
 
 
 def default_requester() -> str:
-    return os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
+    """$USER, else $LOGNAME, else the OS user (a `docker compose exec` sets neither variable)."""
+    return requester()
 
 
 def reap_interrupted(store: HistoryStore, job: str) -> int:
