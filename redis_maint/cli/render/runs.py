@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import RenderableType
 from rich.text import Text
 
+from redis_maint.cli.render import diagnose_view as _diagnose_renderer  # noqa: F401  (registers itself)
 from redis_maint.cli.render import figures as _job_renderers  # noqa: F401  (they register themselves)
 from redis_maint.cli.render import human
 from redis_maint.cli.render.lines import (
