@@ -227,6 +227,7 @@ def _upload(ctx, target: Target, location: str, snapshot: Snapshot, manifest, su
         )
     finally:
         ctx.progress.finish()
+    summary["files"] = manifest["files"]  # now with each object's ETag/VersionId where the target has them
     took = time.monotonic() - t0
     summary["durations_s"]["upload"] = round(took, 3)
     summary["upload_mib_s"] = round(snapshot.size / MIB / took, 1) if took > 0 else None

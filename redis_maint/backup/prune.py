@@ -11,6 +11,11 @@ A symbolic link is never followed (it could point at Redis's data dir): a backup
 directory is a link is left alone, a link inside one stays, and both are reported in
 `symlinks_skipped`. Directories without a manifest that nobody wrote to for a day are
 removed the same way, and stale multipart uploads aborted.
+
+A complete backup whose manifest is gone from the target (deleted by hand, say) is marked
+`missing` in the catalog (`marked_missing`; `missing_on_target` lists it too) and takes no
+retention slot; its leftovers, like those of a backup `backups check` found changed, stay for an
+operator to look at.
 """
 
 from __future__ import annotations
@@ -42,12 +47,19 @@ def prune(
     dry_run: bool,
 ) -> dict[str, Any]:
     complete = catalog.list(instance=instance, target_root=target.uri, status=BackupStatus.COMPLETE)
-    decided = plan([Candidate(r.id, r.created_at, bool(r.kept)) for r in complete], policy, tz, now=now)
-    by_id = {r.id: r for r in complete}
     links = _report_links(target, instance)
     stored = group_listing(target.list(f"{instance}/"))
-    stale = incomplete(stored, now, incomplete_age, protect=set(by_id))
     on_target = {s.backup_id for s in stored if s.has_manifest}
+    # A complete backup without its manifest on the target is gone: marked `missing` below, and
+    # it holds no retention slot (the newest backup kept is then one that is really there).
+    gone = sorted(r.id for r in complete if r.id not in on_target and not _link_above(r.location, links))
+    complete = [r for r in complete if r.id not in gone]
+    decided = plan([Candidate(r.id, r.created_at, bool(r.kept)) for r in complete], policy, tz, now=now)
+    by_id = {r.id: r for r in complete}
+    # Leftovers of a backup found missing or changed are evidence for an operator, never "incomplete".
+    stale = incomplete(
+        stored, now, incomplete_age, protect=set(by_id) | set(gone) | _damaged(catalog, instance)
+    )
     linked = {i: _link_above(by_id[i].location, links) for i in decided.prune}
     refused = [
         {"id": i, "why": f"{link} is a symbolic link; left alone"} for i, link in linked.items() if link
@@ -59,7 +71,7 @@ def prune(
         "pruned_why": [{"id": i, "why": decided.why_pruned[i]} for i in decided.prune if not linked[i]],
         "prune_refused": refused,
         "incomplete_removed": [s.location for s in stale],
-        "missing_on_target": sorted(set(by_id) - on_target),
+        "missing_on_target": sorted(set(gone) | (set(by_id) - on_target)),
         "symlinks_skipped": links,
     }
     unfinished = _unfinished(catalog, target, instance, on_target, links)
@@ -67,6 +79,7 @@ def prune(
     if dry_run:
         summary["dry_run"] = True
         return summary
+    summary["marked_missing"] = _mark_missing(catalog, gone, target)
     _prune_planned(catalog, target, summary, by_id, policy)
     for record in unfinished:
         _note_left(summary, _delete_backup(target, record))
@@ -136,6 +149,25 @@ def _note_left(summary: dict[str, Any], left: list[str]) -> None:
         if key not in summary["symlinks_skipped"]:
             log.warning("a symbolic link in a backup was left alone", extra={"key": key})
             summary["symlinks_skipped"].append(key)
+
+
+def _mark_missing(catalog: Catalog, ids: list[str], target: Target) -> list[str]:
+    """Complete backups whose manifest is gone from the target become `missing` in the catalog."""
+    marked = []
+    for backup_id in ids:
+        detail = f"no {MANIFEST} on {target.uri} (found by retention after a backup)"
+        if catalog.mark_on_target(backup_id, BackupStatus.MISSING, detail):
+            log.warning("backup missing on the target: marked missing", extra={"backup_id": backup_id})
+            marked.append(backup_id)
+    return marked
+
+
+def _damaged(catalog: Catalog, instance: str) -> set[str]:
+    return {
+        r.id
+        for status in (BackupStatus.MISSING, BackupStatus.CHANGED)
+        for r in catalog.list(instance=instance, status=status)
+    }
 
 
 def _fail_pending(catalog: Catalog, backup_id: str) -> None:

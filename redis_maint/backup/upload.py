@@ -1,5 +1,9 @@
 """Writing a backup to a target: data files first, manifest.json last.
 
+What the store records of each object at upload (S3: its ETag, and its VersionId when the
+bucket keeps versions) goes into that file's manifest entry, so the manifest and the catalog
+(which takes the manifest's `files`) hold it; `backups check` compares the bucket against it.
+
 A backup without a manifest is incomplete by definition, so whatever stops an upload
 (an error, SIGTERM, the deadline) leaves nothing that looks complete. We also delete what
 was written, best effort; retention removes what that misses once it is a day old.
@@ -13,7 +17,7 @@ from typing import Any
 
 from redis_maint.backup.stored import MANIFEST, encode_manifest
 from redis_maint.redact import redact
-from redis_maint.storage import Target, join
+from redis_maint.storage import ObjectInfo, Target, join
 
 log = logging.getLogger("redis_maint.backup.upload")
 
@@ -27,19 +31,34 @@ def upload_backup(
     checkpoint: Callable[[], None],
     on_bytes: Callable[[int], None] | None = None,
 ) -> None:
+    """Upload the files, then the manifest; `manifest["files"]` entries gain `etag`/`version_id`
+    where the target records them (S3), so pass the same list on to the catalog."""
     written: list[str] = []
+    entries = {entry["path"]: entry for entry in manifest["files"]}
     try:
         for f in snapshot.files:
             key = join(location, f.path)
             written.append(key)  # before the call: a failed upload may have left a part
-            target.put_file(
+            stored = target.put_file(
                 key, snapshot.root / f.path, sha256=f.sha256, checkpoint=checkpoint, on_bytes=on_bytes
             )
+            record_object(entries.get(f.path), stored)
         checkpoint()
         target.put_bytes(join(location, MANIFEST), encode_manifest(manifest))
     except BaseException:
         discard(target, location, written)
         raise
+
+
+def record_object(entry: dict[str, Any] | None, stored: ObjectInfo | None) -> None:
+    """Add the store's own record of an object (ETag, VersionId) to its manifest entry; a local
+    target records nothing (size and sha256 are the whole record), so the keys stay absent."""
+    if entry is None or stored is None:
+        return
+    if stored.etag:
+        entry["etag"] = stored.etag
+    if stored.version_id:
+        entry["version_id"] = stored.version_id
 
 
 def discard(target: Target, location: str, keys: list[str]) -> None:

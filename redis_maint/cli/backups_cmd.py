@@ -10,7 +10,7 @@ from redis_maint.cli.completers import backup_ids
 from redis_maint.cli.output import describe_run, emit_json, verbose_option
 from redis_maint.cli.render.listing import emit, mode_for, output_option
 
-STATUSES = ["pending", "complete", "failed", "pruned"]
+STATUSES = ["pending", "complete", "failed", "pruned", "missing", "changed"]
 
 
 @click.group()
@@ -355,4 +355,54 @@ def _keep_or_unkeep(app: App, backup_id: str, reason, as_json: bool, requested_b
         click.echo(
             f"backup {backup_id} is no longer kept (by {run.requested_by}): retention applies to it again"
         )
+    raise click.exceptions.Exit(_exit_code(run))
+
+
+# ---- check: the catalog reconciled with the target (like restic's check) ----
+
+
+@backups.command()
+@click.option(
+    "--read-data",
+    is_flag=True,
+    help="Also re-read every object and compare its sha256 (reads every backup in full).",
+)
+@click.option("--json", "as_json", is_flag=True, help="The check's result as JSON on stdout.")
+@AS_OPTION
+@verbose_option
+@pass_app
+def check(app: App, read_data: bool, as_json: bool, requested_by: str | None) -> None:
+    """Reconcile the catalog with the backup target: missing, changed and unknown backups.
+
+    Every complete (or kept) backup in the catalog must be on the target as recorded: each file
+    and its manifest present, with the recorded size (and the ETag/VersionId recorded at upload
+    on S3); --read-data also re-hashes every object. Backups on the target that the catalog does
+    not know are listed too. The catalog marks backups `missing` or `changed` (and `complete`
+    again once found intact). Recorded as a `backup-reconcile` run in history; the daily
+    `backup-audit` job runs the same check. Exit 0 when catalog and target agree, 1 on any
+    difference or when the target cannot be listed, 75 when another check holds the lock.
+
+    \b
+    Examples:
+      redis-maint backups check
+      redis-maint backups check --read-data --json | jq '.missing'
+
+    \b
+    Environment:
+      REDIS_MAINT_CONFIG        the settings file, when --config is not given
+      REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
+      REDIS_MAINT_HISTORY_URL   the history store holding the backup catalog
+      REDIS_MAINT_TARGET__URI   the backup target (S3: the standard AWS_* variables)
+    """
+    from redis_maint.run.runner import RUN_PATH_KEYS
+
+    run = _operate(app, "backup-reconcile", {"read_data": read_data}, requested_by, as_json)
+    summary = run.summary or {}
+    if "checked" not in summary:  # skipped by a held lock, or the target could not be listed
+        _say_why(run)
+        raise click.exceptions.Exit(_exit_code(run))
+    if as_json:
+        emit_json({k: v for k, v in summary.items() if k not in RUN_PATH_KEYS})
+    else:
+        describe_run(run)
     raise click.exceptions.Exit(_exit_code(run))

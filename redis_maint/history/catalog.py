@@ -1,6 +1,8 @@
 """The backup catalog: one row per backup in the history store, never deleted.
 
-Status moves pending -> complete | failed, and complete -> pruned. Each change also appends
+Status moves pending -> complete | failed, and complete -> pruned. `backups check` (and the
+daily backup-audit) moves complete -> missing | changed when the target no longer holds the
+backup as recorded, and back to complete when it finds it intact again. Each change also appends
 to the row's `events`, so `backups show` can tell an auditor what happened and when.
 """
 
@@ -11,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from redis_maint.errors import UsageError
@@ -27,6 +29,12 @@ class BackupStatus(StrEnum):
     COMPLETE = "complete"
     FAILED = "failed"
     PRUNED = "pruned"
+    MISSING = "missing"  # objects gone from the target (backups check, retention)
+    CHANGED = "changed"  # objects on the target differ from what was recorded at upload
+
+
+# What `backups check` compares with the target: backups that should be there whole.
+ON_TARGET = (BackupStatus.COMPLETE, BackupStatus.MISSING, BackupStatus.CHANGED)
 
 
 @dataclass(frozen=True)
@@ -176,6 +184,30 @@ class Catalog:
     def record_verify(self, backup_id: str, result: dict[str, Any]) -> None:
         detail = "ok" if result.get("ok") else f"FAILED: {result.get('problems')}"
         self._change(backup_id, "verified", detail, verified_at=utcnow(), verify_result=result)
+
+    def mark_on_target(self, backup_id: str, status: BackupStatus, detail: str) -> bool:
+        """What `backups check` found: complete, missing or changed, with an event (`missing`,
+        `changed`, or `intact` when it is whole again). Applies only to a backup that is complete,
+        missing or changed now (never one retention pruned meanwhile), and only when the status
+        differs; True if it changed."""
+        event = {BackupStatus.COMPLETE: "intact"}.get(status, str(status))
+        return self._change_if(
+            backup_id,
+            (db.backups.c.status.in_([s for s in ON_TARGET if s != status]),),
+            event,
+            redact(detail),
+            status=status,
+        )
+
+    def count_by_status(self, instance: str) -> dict[str, int]:
+        """{status: backups} of one instance (metrics)."""
+        query = (
+            select(db.backups.c.status, func.count())
+            .where(db.backups.c.instance == instance)
+            .group_by(db.backups.c.status)
+        )
+        with self._guard("count backups"), self.engine.connect() as conn:
+            return {str(status): int(n) for status, n in conn.execute(query)}
 
     def get(self, backup_id: str) -> BackupRecord | None:
         with self._guard("read a backup"), self.engine.connect() as conn:

@@ -108,6 +108,7 @@ class HistoryCollector(Collector):
         yield from self._job_families()
         yield from health_families(last_outcome(self.store, HEALTH_JOB))
         yield from backup_families(backup_facts.newest(self.store, self.instance))
+        yield from catalog_families(self.store, self.instance)
 
     def _job_families(self) -> Iterator[Metric]:
         from redis_maint.history.leases import active_holder
@@ -190,4 +191,21 @@ def backup_families(facts: backup_facts.BackupFacts) -> Iterator[Metric]:
         "redis_maint_backup_last_verified_timestamp_seconds",
         "When a backup was last verified good (0: never)",
         facts.verified_at or 0,
+    )
+
+
+def catalog_families(store: HistoryStore, instance: str) -> Iterator[Metric]:
+    """Backups `backups check` (or retention) found missing on the target or changed since upload."""
+    from redis_maint.history.catalog import BackupStatus, Catalog
+
+    counts = Catalog(store).count_by_status(instance)
+    yield from _gauge(
+        "redis_maint_backups_missing",
+        "Backups in the catalog whose objects are gone from the target (backups check, retention)",
+        counts.get(BackupStatus.MISSING, 0),
+    )
+    yield from _gauge(
+        "redis_maint_backups_changed",
+        "Backups in the catalog whose objects on the target differ from what was recorded at upload",
+        counts.get(BackupStatus.CHANGED, 0),
     )

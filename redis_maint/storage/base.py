@@ -31,6 +31,8 @@ class ObjectInfo:
     size: int
     modified: datetime
     sha256: str | None = None  # our whole-file sha256, where the backend keeps metadata
+    etag: str | None = None  # S3's ETag, quotes removed (listings, head, writes); None on a local target
+    version_id: str | None = None  # S3's VersionId when the bucket keeps versions (head, writes)
 
 
 class Target(Protocol):
@@ -44,13 +46,15 @@ class Target(Protocol):
         sha256: str,
         checkpoint: Checkpoint | None = None,
         on_bytes: Callable[[int], None] | None = None,
-    ) -> None:
+    ) -> ObjectInfo | None:
         """Store a file under `key`, streaming; the object appears whole or not at all.
 
         `checkpoint` is called often and may raise to cancel; `on_bytes` gets bytes sent.
+        Returns what the store recorded for the new object (S3: its ETag and VersionId), or
+        None where size and sha256 are the whole record (a local target).
         """
 
-    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def put_bytes(self, key: str, data: bytes) -> ObjectInfo | None: ...
 
     def read_chunks(self, key: str) -> Iterator[bytes]:
         """The object's bytes, streamed; ObjectNotFound if it is missing."""
@@ -69,7 +73,8 @@ class Target(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
-    def head(self, key: str) -> ObjectInfo: ...
+    def head(self, key: str) -> ObjectInfo:
+        """The object's size and times (S3: also its ETag and current VersionId); ObjectNotFound if missing."""
 
     def preflight(self) -> None:
         """Cheap and read-only: the target is there and reachable (before a backup spends time)."""

@@ -29,6 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from redis_maint.errors import StorageError
 from redis_maint.storage.base import CHUNK, Checkpoint, ObjectInfo, ObjectNotFound, check_key, join
 from redis_maint.storage.s3_errors import s3_error
+from redis_maint.timeutil import utcnow
 
 log = logging.getLogger("redis_maint.storage.s3")
 
@@ -129,7 +130,7 @@ class S3Target:
         sha256: str,
         checkpoint: Checkpoint | None = None,
         on_bytes: Callable[[int], None] | None = None,
-    ) -> None:
+    ) -> ObjectInfo:
         full = self._key(key)
         subscribers = [_Progress(on_bytes)] if on_bytes else None
         try:
@@ -139,12 +140,15 @@ class S3Target:
             _wait(future, checkpoint)
         except (ClientError, BotoCoreError) as exc:
             raise s3_error(exc, "upload", self.uri_for(key), self.endpoint()) from None
+        # s3transfer returns nothing of the new object: its ETag and VersionId come from a HEAD.
+        return self.head(key)
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **self.write_args())
+            r = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **self.write_args())
         except (ClientError, BotoCoreError) as exc:
             raise s3_error(exc, "upload", self.uri_for(key), self.endpoint()) from None
+        return ObjectInfo(key, len(data), utcnow(), None, _etag(r), _version(r))
 
     def read_chunks(self, key: str) -> Iterator[bytes]:
         try:
@@ -167,7 +171,9 @@ class S3Target:
             pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full)
             for page in pages:
                 for obj in page.get("Contents", []):
-                    yield ObjectInfo(self._rel(obj["Key"]), int(obj["Size"]), obj["LastModified"])
+                    yield ObjectInfo(
+                        self._rel(obj["Key"]), int(obj["Size"]), obj["LastModified"], etag=_etag(obj)
+                    )
         except (ClientError, BotoCoreError) as exc:
             raise s3_error(exc, "list", f"s3://{self.bucket}/{full}", self.endpoint()) from None
 
@@ -204,7 +210,7 @@ class S3Target:
         except (ClientError, BotoCoreError) as exc:
             raise s3_error(exc, "read", self.uri_for(key), self.endpoint()) from None
         sha = (r.get("Metadata") or {}).get(META_SHA256)
-        return ObjectInfo(key, int(r["ContentLength"]), r["LastModified"], sha)
+        return ObjectInfo(key, int(r["ContentLength"]), r["LastModified"], sha, _etag(r), _version(r))
 
     def preflight(self) -> None:
         try:
@@ -250,6 +256,18 @@ class S3Target:
         if self._manager is not None:
             self._manager.shutdown()
             self._manager = None
+
+
+def _etag(reply: dict[str, Any]) -> str | None:
+    """The ETag without its quotes (S3 sends `"…"`); listings, HEAD and PUT replies alike."""
+    etag = reply.get("ETag")
+    return etag.strip('"') if etag else None
+
+
+def _version(reply: dict[str, Any]) -> str | None:
+    """The VersionId of a versioned bucket's object; None when versioning was never on ("null")."""
+    version = reply.get("VersionId")
+    return version if version and version != "null" else None
 
 
 class _Progress:

@@ -9,6 +9,7 @@ from redis_maint.cli.render.lines import STATUS_STYLE
 from redis_maint.cli.render.listing import Column
 
 BACKUP_STYLE = {"complete": "green", "failed": "bold red", "pending": "yellow", "pruned": "dim"}
+BACKUP_STYLE.update(missing="bold red", changed="bold red")  # found by `backups check`
 
 
 def _duration_s(row: dict[str, Any]) -> float | None:

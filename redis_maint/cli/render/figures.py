@@ -151,8 +151,10 @@ def retention(r: dict[str, Any] | None, f: Figures) -> None:
         f.note(f"removed incomplete {loc}")
     for key in r.get("symlinks_skipped") or []:
         f.note(f"left alone: {key} is a symbolic link (retention never follows links)", WARN)
+    marked = set(r.get("marked_missing") or [])
     for backup_id in r.get("missing_on_target") or []:
-        f.note(f"WARNING: {backup_id} is complete in the catalog but has no manifest on the target", PROBLEM)
+        what = "now marked missing in the catalog" if backup_id in marked else "complete in the catalog"
+        f.note(f"WARNING: {backup_id} has no manifest on the target: {what}", PROBLEM)
 
 
 # ---- integrity checks: verdicts, and the tool's own words only under -v ----
@@ -291,6 +293,37 @@ def backup_age(s: dict[str, Any], f: Figures) -> None:
         late = age > (s.get("rpo_s") or float("inf"))
         f.add("newest", f"{s['backup_id']}, {human.duration(age)} old", PROBLEM if late else None)
     f.add("rpo", f"{rpo} (instance {s.get('instance')})")
+
+
+@renders("backup-reconcile", "backup-audit")
+def backup_reconcile(s: dict[str, Any], f: Figures) -> None:
+    """`backups check`: what was compared, then each difference on a line of its own."""
+    if "would_check" in s:
+        f.add("would check", f"{s['would_check']} backups on {s.get('target')}")
+        return
+    if "checked" not in s:
+        generic(s, f)
+        return
+    how = "sha256 of every object re-read" if s.get("read_data") else "sizes, ETag/VersionId where recorded"
+    f.add("checked", f"{human.count(s['checked'])} backups, {human.count(s.get('objects'))} objects ({how})")
+    if s.get("read_data"):
+        f.add("read", human.size(s.get("bytes_read")))
+    f.add("target", s.get("target"))
+    f.add(
+        "result",
+        "catalog and target agree"
+        if s.get("ok")
+        else ", ".join(f"{len(s[k])} {k}" for k in ("missing", "changed", "unknown") if s.get(k)),
+        "green" if s.get("ok") else PROBLEM,
+    )
+    for m in s.get("missing") or []:
+        f.note(f"missing  {m['id']}  {', '.join(m['files'])}", PROBLEM)
+    for c in s.get("changed") or []:
+        f.note(f"changed  {c['id']}  {c.get('path') or ''}  {c['why']}", PROBLEM)
+    for u in s.get("unknown") or []:
+        f.note(f"unknown  {u['location']}" + ("" if u.get("manifest") else " (no manifest)"), WARN)
+    for m in s.get("marked") or []:
+        f.note(f"catalog  {m['id']}: {m['from']} -> {m['to']}")
 
 
 # ---- sessions: deleted by reason, repaired and unreadable, in a small table ----
