@@ -12,7 +12,7 @@ import re
 import pytest
 
 from tests.support.builders.evidence import FORMULA, HOSTILE, build_week
-from tests.support.chromium import png_facts, render_page
+from tests.support.chromium import png_facts, print_to_pdf, render_page
 from tests.support.common import json_out
 from tests.support.history import current_store
 
@@ -64,6 +64,8 @@ def test_the_html_report_renders_in_headless_chromium_with_one_cell_per_day(cli,
     assert "<img" not in rendered.dom
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
     assert "@media print" in html and "@page" in html
+    pdf = print_to_pdf(page, tmp_path / "chromium")
+    assert pdf.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page[^s]", pdf)) >= 2  # pages, printed
     # The sections an auditor asks for.
     for section in ("calendar", "rpo", "drills", "problems", "ad-hoc", "integrity", "config"):
         assert f'<section id="{section}">' in html
@@ -79,7 +81,7 @@ def test_the_html_report_renders_in_headless_chromium_with_one_cell_per_day(cli,
 def test_the_console_check_catches_a_page_that_logs_an_error(tmp_path):
     page = tmp_path / "broken.html"
     page.write_text("<!DOCTYPE html><title>t</title><script>console.error('boom'); nosuch();</script>")
-    rendered = render_page(page, tmp_path / "chromium", width=400, height=300)
+    rendered = render_page(page, tmp_path / "chromium", screenshot=False)
     assert any("boom" in line for line in rendered.console)
     assert any("Uncaught" in line for line in rendered.console)
 

@@ -99,7 +99,7 @@ def _say(run, out: Path | None) -> None:
     where = str(out) if out is not None else "stdout"
     zone = "; dates without a timezone were read as UTC" if summary.get("zone_assumed") else ""
     lines = [
-        f"report: {summary['days']} days, {summary['from']} to {summary['to']} (UTC, end not included){zone}",
+        f"report: {summary['days']} day{'' if summary['days'] == 1 else 's'}, {summary['from']} to {summary['to']} (UTC, end not included){zone}",
         f"  written {summary['bytes']:,} bytes ({summary['format']}) to {where}; sha256 {summary['sha256']}",
         f"  recorded as run {run.id} (`redis-maint history show {run.id}`)",
     ]

@@ -34,7 +34,7 @@ p, dl { margin: 6px 0; }
 table { border-collapse: collapse; width: 100%; margin: 6px 0 10px; font-size: 13px; }
 th, td { border: 1px solid #d0d0d0; padding: 3px 6px; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 code, .mono { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 12px; word-break: break-all; }
 .nr { color: #777; font-style: italic; }
 .bad { color: #b71c1c; font-weight: 600; }
@@ -141,7 +141,7 @@ def _secs(value: Any) -> str:
 def _header(data: dict[str, Any], title: str) -> str:
     r, c = data["report"], data["counts"]
     rows = [
-        ("Period", f"{r['from']} to {r['to']} (end not included), {r['days']} days"),
+        ("Period", f"{r['from']} to {r['to']} (end not included), {_n(r['days'], 'day')}"),
         ("Times", r["zone_note"]),
         ("Instance", r["instance"]),
         ("Generated", f"{r['generated_at']} by {r['requested_by'] or 'unknown'}"),
@@ -169,7 +169,7 @@ def _calendar_section(data: dict[str, Any]) -> str:
     counts = data["counts"]["calendar"]
     legend = "".join(
         f'<li><span class="sw" style="background:{COLOURS[k]}"></span><strong>{e(k)}</strong> '
-        f"({counts.get(k, 0)} days): {e(v)}</li>"
+        f"({_n(counts.get(k, 0), 'day')}): {e(v)}</li>"
         for k, v in LEGEND.items()
     )
     not_green = [
@@ -260,7 +260,11 @@ def _rpo_section(data: dict[str, Any]) -> str:
 
 
 def _gaps(n: int) -> str:
-    return "1 gap" if n == 1 else f"{n} gaps"
+    return _n(n, "gap")
+
+
+def _n(n: int, thing: str) -> str:
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
 
 
 def _gap_end(gap: dict[str, Any], side: str) -> str:
@@ -374,7 +378,12 @@ def _ad_hoc_section(data: dict[str, Any]) -> str:
 def _kv(obj: dict[str, Any]) -> str:
     items = []
     for key, value in obj.items():
-        shown = NOT_RECORDED if value is None else e(value if isinstance(value, str) else json.dumps(value))
+        if value is None:
+            shown = NOT_RECORDED
+        elif value == []:
+            shown = "none"
+        else:
+            shown = e(value if isinstance(value, str) else json.dumps(value))
         items.append(f"<dt>{e(key)}</dt><dd class='mono'>{shown}</dd>")
     return f'<dl class="kv">{"".join(items)}</dl>'
 

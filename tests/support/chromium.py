@@ -47,31 +47,67 @@ class Rendered:
     log: str  # chromium's whole stderr, for failure messages
 
 
-def render_page(page: Path, work: Path, *, width: int = 1280, height: int = 2000) -> Rendered:
-    """Screenshot `page` at width x height and dump its DOM after load, in two headless runs."""
+def render_page(
+    page: Path, work: Path, *, width: int = 1280, height: int = 2000, screenshot: bool = True
+) -> Rendered:
+    """Screenshot `page` at width x height and dump its DOM after load: two headless runs, side by side."""
     binary = chromium_binary()
     work.mkdir(parents=True, exist_ok=True)
     png = work / "out.png"
     url = page.resolve().as_uri()
-    shot = _run(
-        [
-            binary,
-            *FLAGS,
-            f"--user-data-dir={work / 'profile-shot'}",
-            f"--screenshot={png}",
-            f"--window-size={width},{height}",
-            url,
-        ]
-    )
-    dom = _run([binary, *FLAGS, f"--user-data-dir={work / 'profile-dom'}", "--dump-dom", url])
-    log = shot.stderr + dom.stderr
+    runs = [[binary, *FLAGS, f"--user-data-dir={work / 'profile-dom'}", "--dump-dom", url]]
+    if screenshot:
+        runs.append(
+            [
+                binary,
+                *FLAGS,
+                f"--user-data-dir={work / 'profile-shot'}",
+                f"--screenshot={png}",
+                f"--window-size={width},{height}",
+                url,
+            ]
+        )
+    dom, *shot = _run_all(runs)
+    log = "".join(done.stderr for done in (dom, *shot))
     console = [line for line in log.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
     return Rendered(png=png, dom=dom.stdout, console=console, log=log)
 
 
+def print_to_pdf(page: Path, work: Path) -> bytes:
+    """The page printed to PDF as a browser prints it (print styles applied), without header and footer."""
+    pdf = work / "out.pdf"
+    _run(
+        [
+            chromium_binary(),
+            *FLAGS,
+            f"--user-data-dir={work / 'profile-pdf'}",
+            "--no-pdf-header-footer",
+            f"--print-to-pdf={pdf}",
+            page.resolve().as_uri(),
+        ]
+    )
+    return pdf.read_bytes()
+
+
 def _run(argv: list[str]) -> subprocess.CompletedProcess:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
+    return _run_all([argv])[0]
+
+
+def _run_all(argvs: list[list[str]]) -> list[subprocess.CompletedProcess]:
+    procs = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for argv in argvs
+    ]
+    done = []
+    try:
+        for argv, proc in zip(argvs, procs, strict=True):
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err[-3000:]
+            done.append(subprocess.CompletedProcess(argv, proc.returncode, out, err))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     return done
 
 
