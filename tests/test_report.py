@@ -119,6 +119,8 @@ def test_the_json_report_holds_the_calendar_rpo_drills_problems_and_ad_hoc_runs(
         week.runs["interrupted"]: "interrupted",
     }
 
+    assert data["counts"]["missed_slots"] == 1
+
     ad_hoc = {a["run_id"]: a for a in data["ad_hoc"]}
     assert set(ad_hoc) == {week.runs["delete"], week.runs["keep"], week.runs["restore"]}
     delete = ad_hoc[week.runs["delete"]]
@@ -240,3 +242,62 @@ def test_the_report_shows_audit_verify_and_names_a_tampered_history(cli, week, t
     assert after["intact"] is False
     assert any(b["how"] == "edited" for b in after["breaks"])
     assert "NOT intact" in page.read_text()
+
+
+def test_verified_events_with_a_depth_rto_blocks_and_dry_runs_are_read_as_recorded():
+    from datetime import UTC, datetime
+
+    from redis_maint.report import data
+    from redis_maint.report.period import period
+
+    created = datetime(2026, 11, 2, 3, tzinfo=UTC)
+    backup = {
+        "id": "b1",
+        "created_at": created,
+        "completed_at": created,
+        "status": "complete",
+        "events": [
+            {"at": "2026-11-02T05:00:00Z", "event": "verified", "detail": "ok", "depth": "restore-drill"}
+        ],
+    }
+    verified = data.verification_by_backup([], [backup])
+    assert verified["b1"]["depth"] == "restore-drill"
+    days = data.calendar_days(period("2026-11-02", "2026-11-02"), [backup], verified)
+    assert days[0]["status"] == "green"
+    # A failed check only: the backup is not counted as good.
+    failed = {**backup, "events": [{"event": "verified", "detail": "FAILED: x", "depth": "checksums"}]}
+    assert (
+        data.calendar_days(
+            period("2026-11-02", "2026-11-02"), [failed], data.verification_by_backup([], [failed])
+        )[0]["status"]
+        == "red"
+    )
+
+    drill = {
+        "id": 5,
+        "job": "backup-verify",
+        "status": "succeeded",
+        "started_at": created,
+        "summary": {
+            "backup_id": "b1",
+            "ok": True,
+            "rto": {"download_s": 2.0, "load_s": 3.0, "total_s": 6.5},
+            "keys": {"source": 10, "loaded": 8, "expired": 2, "missing": 0},
+        },
+    }
+    row = data.restore_drill(drill)
+    assert (row["download_s"], row["load_s"], row["total_s"]) == (2.0, 3.0, 6.5)
+    assert (row["keys_source"], row["keys_loaded"], row["keys_expired"], row["keys_missing"]) == (10, 8, 2, 0)
+
+    dry = {
+        "id": 6,
+        "job": "session-delete",
+        "trigger": "manual",
+        "status": "succeeded",
+        "started_at": created,
+        "summary": {"dry_run": True, "deleted": {"organisation": 4}, "params": {"all": True}},
+    }
+    assert data.is_ad_hoc(dry)
+    row = data.ad_hoc_run(dry)
+    assert (row["sessions_removed"], row["would_remove"]) == (0, 4)
+    assert row["what"] == "delete every session (dry run)"

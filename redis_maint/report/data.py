@@ -91,6 +91,8 @@ def build(inputs: Inputs) -> dict[str, Any]:
             "complete_backups": sum(1 for b in inputs.backups if once_complete(b)),
             "restore_drills": len(drills),
             "problem_runs": len(problems),
+            # A row that counts many missed slots (past the daemon's bound) counts as all of them.
+            "missed_slots": sum(p["missed_slots"] or 1 for p in problems if p["status"] == "missed"),
             "ad_hoc": len(ad_hoc),
             "calendar": dict(Counter(d["status"] for d in calendar)),
         },

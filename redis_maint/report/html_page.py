@@ -316,7 +316,7 @@ def _problems_section(data: dict[str, Any]) -> str:
         + cell(p["started_at"])
         + cell(p["scheduled_for"] if p["status"] == "missed" else p["finished_at"])
         + _who(p)
-        + cell(p["error"] or "")
+        + cell(_slots(p) + (p["error"] or ""))
         + "</tr>"
         for p in data["problem_runs"]
     ]
@@ -329,6 +329,11 @@ def _problems_section(data: dict[str, Any]) -> str:
             "</section>",
         ]
     )
+
+
+def _slots(problem: dict[str, Any]) -> str:
+    n = problem.get("missed_slots")
+    return f"[{n:,} missed slots] " if isinstance(n, int) and n > 1 else ""
 
 
 def _ad_hoc_section(data: dict[str, Any]) -> str:
