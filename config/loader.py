@@ -11,7 +11,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from config import secrets
 from redis_maint.errors import ConfigError
 from redis_maint.redact import redact
 
@@ -55,17 +54,11 @@ def load_settings(
     With `jobs` (the job registry) every [jobs.<job>] table is validated against that job's own
     settings model too; without it those tables are kept as they are, unread.
     """
+    from config import secrets
     from config.schema import Settings, with_jobs
 
     environ = os.environ if environ is None else environ
-    data: dict[str, Any] = {}
-    sources: dict[tuple[str, ...], str] = {}
-    path, required = _config_file(config_path, environ)
-    if path is not None:
-        _merge(data, sources, _read_toml(path, required), f"file {path}")
-    for key, (value, origin) in _env_settings(environ).items():
-        _merge(data, sources, _nest(key, value), origin)
-    renamed = _apply_renames(data, sources)
+    data, sources, renamed = _gather(config_path, environ)
     model = Settings if jobs is None else with_jobs(jobs)
     try:
         settings = model.model_validate(data)
@@ -76,6 +69,36 @@ def load_settings(
     settings._config_file = config_source(config_path, environ)
     _warn_renamed(renamed)
     return settings
+
+
+def load_core(config_path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None):
+    """The settings a read of the history needs (config.core_view), from the same sources as
+    `load_settings`, checked without building the settings model; a value there that does not pass
+    goes down the full path instead, which names it (exit 2) as every other command does."""
+    from config.core_view import CoreSettings
+
+    environ = os.environ if environ is None else environ
+    data, sources, renamed = _gather(config_path, environ)
+    core = CoreSettings.checked(data, sources, config_source(config_path, environ))
+    if core is None:
+        return load_settings(config_path, environ)
+    core.register_secrets()
+    _warn_renamed(renamed)
+    return core
+
+
+def _gather(
+    config_path: str | os.PathLike | None, environ: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[tuple[str, ...], str], list[str]]:
+    """Every source merged, weakest first, old names moved: (data, where each value came from, renames)."""
+    data: dict[str, Any] = {}
+    sources: dict[tuple[str, ...], str] = {}
+    path, required = _config_file(config_path, environ)
+    if path is not None:
+        _merge(data, sources, _read_toml(path, required), f"file {path}")
+    for key, (value, origin) in _env_settings(environ).items():
+        _merge(data, sources, _nest(key, value), origin)
+    return data, sources, _apply_renames(data, sources)
 
 
 def _apply_renames(data: dict[str, Any], sources: dict[tuple[str, ...], str]) -> list[str]:
@@ -239,6 +262,7 @@ def _masked_input(loc: tuple, value: Any) -> Any:
     """A rejected value as its field's secret kind masks it (a webhook URL shows its host only)."""
     from pydantic import BaseModel
 
+    from config import secrets
     from config.schema import Settings
 
     model: Any = Settings

@@ -7,8 +7,8 @@ import click
 
 from redis_maint.cli import App, pass_app
 from redis_maint.cli.completers import backup_ids
+from redis_maint.cli.modes import mode_for, output_option
 from redis_maint.cli.output import describe_run, emit_json, verbose_option
-from redis_maint.cli.render.listing import emit, mode_for, output_option
 
 STATUSES = ["pending", "complete", "failed", "pruned", "missing", "changed"]
 
@@ -57,12 +57,17 @@ def list_(
       REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
       REDIS_MAINT_HISTORY_URL   the history store holding the backup catalog
     """
-    from redis_maint.cli.render.columns import BACKUPS
     from redis_maint.history.catalog import Catalog
 
     mode = mode_for(output, as_json)
     rows = [r.to_json() for r in Catalog(app.store()).list(instance=instance, status=status, limit=limit)]
-    emit(mode, BACKUPS, rows, as_json=rows)
+    if mode == "json":
+        emit_json(rows)
+        return
+    from redis_maint.cli.render.columns import BACKUPS
+    from redis_maint.cli.render.listing import emit
+
+    emit(mode, BACKUPS, rows)
 
 
 @backups.command()

@@ -6,9 +6,8 @@ import sys
 import click
 
 from redis_maint.cli import App, pass_app
+from redis_maint.cli.modes import mode_for, output_option
 from redis_maint.cli.output import describe_run, emit_json, verbose_option
-from redis_maint.cli.render.columns import HISTORY
-from redis_maint.cli.render.listing import emit, mode_for, output_option
 from redis_maint.cli.types import DURATION
 
 STATUSES = ["running", "succeeded", "failed", "skipped", "interrupted", "missed"]
@@ -50,10 +49,15 @@ def history(app: App, job, status, since, limit, as_json, as_csv, output) -> Non
     mode = "csv" if as_csv else mode_for(output, as_json)
     cutoff = utcnow() - since if since else None
     runs = [r.to_json() for r in app.store().list(job=job, status=status, since=cutoff, limit=limit)]
-    if mode == "csv":
+    if mode == "json":
+        emit_json(runs)
+    elif mode == "csv":
         _write_csv(runs)  # the documented --csv: every row key, the summary as JSON
     else:
-        emit(mode, HISTORY, runs, as_json=runs)
+        from redis_maint.cli.render.columns import HISTORY
+        from redis_maint.cli.render.listing import emit
+
+        emit(mode, HISTORY, runs)
 
 
 @history.command("show")

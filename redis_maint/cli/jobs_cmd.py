@@ -5,8 +5,7 @@ from typing import Any
 import click
 
 from redis_maint.cli import App, pass_app
-from redis_maint.cli.render.columns import job_columns
-from redis_maint.cli.render.listing import emit, mode_for, output_option
+from redis_maint.cli.modes import mode_for, output_option
 
 
 @click.command()
@@ -41,28 +40,51 @@ def jobs(app: App, as_json: bool, output: str | None) -> None:
     daemon = live_daemon(store, now)
     out = job_rows(app, daemon, now)
     mode = mode_for(output, as_json)
+    if mode == "json":
+        from redis_maint.cli.output import emit_json
+
+        emit_json(out)
+        return
+    from redis_maint.cli.render.columns import job_columns
+    from redis_maint.cli.render.listing import emit
+
     if mode in ("table", "wide"):
         click.echo(daemon_line(daemon, now))
     emit(mode, job_columns(out), out, as_json=out)
 
 
+def configured_schedules(app: App) -> tuple[list[Any], dict[str, str], str]:
+    """(every job's facts, its configured schedule, the timezone), without importing a job module
+    or building the settings model when the cached job catalog is current (cli/job_catalog.py).
+    A [jobs.*] value the light check does not pass loads the full settings: exit 2 naming it."""
+    from redis_maint.cli.job_catalog import job_catalog
+
+    view = app.read_settings()
+    catalog = job_catalog(view.state_dir)
+    checked = view.job_schedules(catalog) if hasattr(view, "job_schedules") else None
+    if checked is not None:
+        return catalog, checked, view.timezone
+    settings = app.settings()
+    return catalog, {f.name: str(settings.job(f.name).schedule) for f in catalog}, settings.timezone
+
+
 def job_rows(app: App, daemon: Any, now: Any) -> list[dict[str, Any]]:
     """`jobs --json`: the daemon's schedules and next runs when one is live, else the config's and no next run
     (nothing will run them)."""
-    from jobs import REGISTRY
-
-    settings, store = app.settings(), app.store()
+    catalog, schedules, timezone = configured_schedules(app)
+    store = app.store()
     published = (daemon.schedules or {}) if daemon is not None else {}
     out = []
-    for name, job in REGISTRY.items():
+    for job in catalog:
+        name = job.name
         in_force = published.get(name)
         last = store.last(name)
         out.append(
             {
                 "name": name,
                 "description": job.description,
-                "schedule": in_force["schedule"] if in_force else str(settings.job(name).schedule),
-                "timezone": daemon.timezone if in_force else settings.timezone,
+                "schedule": in_force["schedule"] if in_force else schedules[name],
+                "timezone": daemon.timezone if in_force else timezone,
                 "next_run": in_force["next_run"] if in_force else None,
                 "last_run": None if last is None else last.to_json(),
                 "schedule_source": "daemon" if in_force else "config",

@@ -9,16 +9,11 @@ import sys
 
 from rich.console import Console
 
+from redis_maint.cli.modes import stdout_is_tty
+
 # Trailing blanks rich pads table lines with, mixed with style codes (which stay).
 _TRAILING = re.compile(r"(?:[ ]|\x1b\[[0-9;]*m)+$", re.MULTILINE)
 _STYLE = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def stdout_is_tty() -> bool:
-    try:
-        return sys.stdout.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def no_color() -> bool:

@@ -14,14 +14,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import click
 from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
 
-from redis_maint.cli.render.console import print_trimmed, stdout_console, stdout_is_tty, terminal_width
+from redis_maint.cli.modes import MODES, mode_for, output_option, stdout_is_tty  # noqa: F401 - re-exported
+from redis_maint.cli.render.console import print_trimmed, stdout_console, terminal_width
 
-MODES = ("table", "wide", "tsv", "csv", "json")
 GAP = 2  # blanks between two table columns
 MIN_SHRUNK = 8  # a shrinkable column keeps at least this many cells (or its header)
 
@@ -41,27 +40,6 @@ class Column:
 
     def machine(self, row: dict[str, Any]) -> Any:
         return self.raw(row) if self.raw else row.get(self.key)
-
-
-def output_option(fn: Callable) -> Callable:
-    """`-o/--output`, for every listing (next to its `--json`)."""
-    return click.option(
-        "-o",
-        "--output",
-        type=click.Choice(MODES),
-        default=None,
-        help="table (fits the terminal), wide (every column), tsv, csv or json. "
-        "Default: table on a terminal, tsv with a header otherwise.",
-    )(fn)
-
-
-def mode_for(output: str | None, as_json: bool) -> str:
-    """The output mode: --json is `-o json`; no choice means table on a terminal, tsv otherwise."""
-    if as_json:
-        if output not in (None, "json"):
-            raise click.UsageError(f"--json and -o {output} disagree: choose one")
-        return "json"
-    return output or ("table" if stdout_is_tty() else "tsv")
 
 
 def emit(mode: str, columns: Sequence[Column], rows: Sequence[dict[str, Any]], as_json: Any = None) -> None:
