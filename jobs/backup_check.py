@@ -57,8 +57,10 @@ def run(ctx: JobContext) -> dict[str, Any]:
         result = _check(ctx, params, target, located)
     finally:
         target.close()
+    result.update(restore_drill.evidence(result))  # depth: checksums, or restore-drill with --deep
     if located.record is not None:
-        Catalog(ctx.store).record_verify(params.backup_id, result)
+        by = restore_drill.verified_by(result, run_id=ctx.run_id, requested_by=ctx.requested_by)
+        Catalog(ctx.store).record_verify(params.backup_id, result, by)
     if not result["ok"]:
         raise JobFailedError(
             f"backup {params.backup_id} failed verification: {'; '.join(result['problems'])}", result

@@ -43,7 +43,11 @@ def run(ctx: JobContext) -> dict[str, Any]:
         result = _drill(ctx, target, record)
     finally:
         target.close()
-    catalog.record_verify(record.id, result)
+    # The RTO parts, the key counts and the depth: in the summary and in the catalog's event.
+    result.update(restore_drill.evidence(result))
+    catalog.record_verify(
+        record.id, result, restore_drill.verified_by(result, run_id=ctx.run_id, requested_by=ctx.requested_by)
+    )
     summary = {"backup_id": record.id, "created_at": record.created_at.isoformat(), **result}
     if not result["ok"]:
         raise JobFailedError(

@@ -8,8 +8,20 @@
    and how many `session:*` keys it loaded, and the loaded dataset's `DEBUG DIGEST`: after a
    restore, the restarted Redis's `DEBUG DIGEST` must equal it.
 
-Keys with a TTL that has passed since the backup are not loaded, so an old backup can load
-fewer keys than the source had; `source_keys` and `keys` are both recorded, never judged.
+Expired is not missing. A master drops the keys whose TTL has passed while it loads an RDB, so
+the count alone cannot tell a key that expired since the backup from one the backup lost. The
+drill's server therefore starts as a replica of an unreachable master (127.0.0.1:1): a replica
+never expires keys itself, so it keeps every key of the backup, and its DBSIZE against the
+manifest's `dbsize` gives the missing keys exactly. Promoted to master (REPLICAOF NO ONE), one
+SCAN of each database then drops the expired keys, and what is left is what a restored Redis
+serves: the live keys, the session count and the DEBUG DIGEST. `keys` records source, loaded,
+expired, live, missing and extra (more than the source had: writes between the source's count
+and the copy of its AOF); they are recorded, not judged, since the source's count is taken
+while it serves writes.
+
+The drill also records the parts of a restore's time (RTO): `rto = {download_s, load_s,
+total_s}` with total_s = download_s + load_s (what a restore takes: fetch the files, let Redis
+load them); `checks_s` (the check tools) and `drill_s` (the whole drill) are recorded beside it.
 """
 
 from __future__ import annotations
@@ -28,7 +40,9 @@ from redis_maint.backup import stored
 from redis_maint.checks import integrity
 from redis_maint.checks.containers import CheckEnv, ContainerSpec, Engine, plan_mount
 from redis_maint.errors import ContainerError, IntegrityError, JobCancelledError, JobTimeoutError
+from redis_maint.history.catalog import verify_depth
 from redis_maint.progress import Meter, Progress
+from redis_maint.provenance import os_user
 from redis_maint.run.interrupts import signals_cancel
 from redis_maint.storage import Target
 
@@ -36,6 +50,8 @@ SOCKET = "/tmp/redis.sock"
 POLL_S = 0.2
 _INFO_FIELD = re.compile(r"^(?P<name>[a-z_]+):(?P<value>\S*)\s*$", re.M)
 _KEYSPACE = re.compile(r"^db(?P<db>\d+):keys=(?P<keys>\d+),expires=(?P<expires>\d+)", re.M)
+# A master that cannot be reached: the drill's server loads as its replica, so it expires nothing.
+UNREACHABLE_MASTER = ("127.0.0.1", "1")
 # SCAN inside one script: the server is ours alone, so blocking it costs nobody anything.
 _COUNT_SCRIPT = (
     "local n, cursor = 0, '0' "
@@ -69,8 +85,13 @@ def deep_verify(env: CheckEnv, target: Target, location: str, opts: DrillOptions
             return result
         result["download_s"] = round(time.monotonic() - t0, 3)
         result["source_keys"] = manifest.get("dbsize")
+        t1 = time.monotonic()
         result["checks"] = _checks(env, work, manifest, opts, deadline)
+        result["checks_s"] = round(time.monotonic() - t1, 3)
         result["server"] = load_in_server(env, work, manifest, opts, deadline)
+        result["drill_s"] = round(time.monotonic() - t0, 3)
+        result["rto"] = rto(result["download_s"], result["server"]["load_s"])
+        result["keys"] = key_counts(result["source_keys"], result["server"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if not integrity.checks_ok(result["checks"]):
@@ -101,6 +122,10 @@ def load_in_server(
         with engine.started(spec, _left(deadline)) as container:
             _wait_until_loaded(engine, container, deadline, opts)
             load_s = round(time.monotonic() - t0, 3)
+            # As a replica it has expired nothing: every key of the backup is still there.
+            loaded = parse_keyspace(_cli(engine, container, ["INFO", "keyspace"], deadline), opts.db)
+            _cli(engine, container, ["REPLICAOF", "NO", "ONE"], deadline)
+            live = sum(_scan_count(engine, container, db, deadline) for db in loaded["dbs"])
             keyspace = _cli(engine, container, ["INFO", "keyspace"], deadline)
             sessions = _cli(engine, container, _count_command(opts), deadline)
             digest = _cli(engine, container, ["DEBUG", "DIGEST"], deadline).strip()
@@ -108,7 +133,34 @@ def load_in_server(
     finally:
         engine.close()
     counts = {**parse_keyspace(keyspace, opts.db), "sessions": _int(sessions)}
-    return {**counts, "digest": digest, "load_s": load_s, **_source(log)}
+    counts.pop("dbs")
+    expiry = {"loaded_keys": loaded["keys"], "expired_keys": max(loaded["keys"] - live, 0)}
+    return {**counts, **expiry, "digest": digest, "load_s": load_s, **_source(log)}
+
+
+def _scan_count(engine: Engine, container: Any, db: int, deadline: float) -> int:
+    """Live keys of one database; on a master the SCAN also drops the keys whose TTL has passed."""
+    out = _cli(engine, container, ["-n", str(db), "EVAL", _COUNT_SCRIPT, "0", "*"], deadline)
+    return _int(out) or 0
+
+
+def rto(download_s: float, load_s: float) -> dict[str, float]:
+    """The parts of a restore's time: fetching the files and Redis loading them."""
+    return {"download_s": download_s, "load_s": load_s, "total_s": round(download_s + load_s, 3)}
+
+
+def key_counts(source: int | None, server: dict[str, Any]) -> dict[str, int | None]:
+    """The backup's keys against the source's dbsize: loaded (as a replica, nothing expired),
+    expired since the backup, live, and missing or extra against the source."""
+    loaded = server["loaded_keys"]
+    return {
+        "source": source,
+        "loaded": loaded,
+        "expired": server["expired_keys"],
+        "live": server["keys"],
+        "missing": None if source is None else max(source - loaded, 0),
+        "extra": None if source is None else max(loaded - source, 0),
+    }
 
 
 def server_command(manifest: dict[str, Any], workdir: str) -> list[str]:
@@ -117,6 +169,7 @@ def server_command(manifest: dict[str, Any], workdir: str) -> list[str]:
     cmd = ["redis-server", "--dir", workdir, "--dbfilename", rdb, "--port", "0", "--unixsocket", SOCKET]
     cmd += ["--save", "", "--aof-load-truncated", "yes"]
     cmd += ["--enable-debug-command", "local"]  # DEBUG DIGEST: what a restored Redis must match
+    cmd += ["--replicaof", *UNREACHABLE_MASTER]  # load everything, expire nothing (module docstring)
     aof = manifest.get("aof_manifest")
     if not aof:
         return [*cmd, "--appendonly", "no"]
@@ -128,13 +181,14 @@ def server_command(manifest: dict[str, Any], workdir: str) -> list[str]:
 
 
 def parse_keyspace(info: str, db: int) -> dict[str, Any]:
-    """`INFO keyspace` -> total keys and expires, and the keys of the sessions' db."""
+    """`INFO keyspace` -> total keys and expires, the keys of the sessions' db, and which dbs have keys."""
     dbs = {int(m["db"]): (int(m["keys"]), int(m["expires"])) for m in _KEYSPACE.finditer(info)}
     return {
         "keys": sum(k for k, _ in dbs.values()),
         "expires": sum(e for _, e in dbs.values()),
         "db": db,
         "db_keys": dbs.get(db, (0, 0))[0],
+        "dbs": sorted(dbs),
     }
 
 
@@ -249,7 +303,35 @@ def describe(result: dict[str, Any]) -> list[str]:
             f"from {server['loaded_from'] or '?'} in {server['load_s']}s; the source had {deep.get('source_keys')}"
         )
         lines.append(f"digest   {server.get('digest')} (DEBUG DIGEST of the loaded dataset)")
+    keys, parts = deep.get("keys"), deep.get("rto")
+    if keys:
+        lines.append(
+            f"keys     {keys['loaded']} of the source's {keys['source']} loaded; {keys['expired']} expired "
+            f"since the backup (not missing); {keys['missing']} missing"
+        )
+    if parts:
+        lines.append(
+            f"rto      download {parts['download_s']}s + load {parts['load_s']}s = {parts['total_s']}s"
+        )
     return lines
+
+
+def evidence(result: dict[str, Any]) -> dict[str, Any]:
+    """What a verification proves, for its summary and the catalog's `verified` event: its depth,
+    and for a drill the RTO parts and the key counts."""
+    deep = result.get("deep") or {}
+    out: dict[str, Any] = {"depth": verify_depth(result)}
+    if deep.get("rto"):
+        out["rto"] = deep["rto"]
+    if deep.get("keys"):
+        out["keys"] = deep["keys"]
+    return out
+
+
+def verified_by(result: dict[str, Any], *, run_id: int, requested_by: str | None) -> dict[str, Any]:
+    """The facts of the catalog's `verified` event: the evidence, who ran it (the claim and the OS
+    user) and in which run."""
+    return {**evidence(result), "run_id": run_id, "requested_by": requested_by, "os_user": os_user()}
 
 
 def session_db(redis_url: str) -> int:

@@ -181,9 +181,17 @@ class Catalog:
     def record_checks(self, backup_id: str, checks: list[dict[str, Any]]) -> None:
         self._change(backup_id, "checked", _checks_line(checks), checks=checks)
 
-    def record_verify(self, backup_id: str, result: dict[str, Any]) -> None:
+    def record_verify(
+        self, backup_id: str, result: dict[str, Any], evidence: dict[str, Any] | None = None
+    ) -> None:
+        """A verification's result; its `verified` event also says how deep it went (`depth`:
+        checksums or restore-drill), whether it passed (`ok`), and what `evidence` adds: who ran it
+        (requested_by, os_user), in which run (run_id), and a drill's RTO parts and key counts."""
         detail = "ok" if result.get("ok") else f"FAILED: {result.get('problems')}"
-        self._change(backup_id, "verified", detail, verified_at=utcnow(), verify_result=result)
+        facts = {"depth": verify_depth(result), "ok": bool(result.get("ok")), **(evidence or {})}
+        self._change(
+            backup_id, "verified", detail, verified_at=utcnow(), verify_result=result, event_facts=facts
+        )
 
     def mark_on_target(self, backup_id: str, status: BackupStatus, detail: str) -> bool:
         """What `backups check` found: complete, missing or changed, with an event (`missing`,
@@ -232,13 +240,20 @@ class Catalog:
         with self._guard("list backups"), self.engine.connect() as conn:
             return [BackupRecord(**row) for row in conn.execute(query).mappings()]
 
-    def _change(self, backup_id: str, event: str, detail: str, **values: Any) -> None:
+    def _change(
+        self,
+        backup_id: str,
+        event: str,
+        detail: str,
+        event_facts: dict[str, Any] | None = None,
+        **values: Any,
+    ) -> None:
         with self._guard(f"record that backup {backup_id} {event}"), self.engine.begin() as conn:
             events = conn.execute(select(db.backups.c.events).where(db.backups.c.id == backup_id)).scalar()
             conn.execute(
                 update(db.backups)
                 .where(db.backups.c.id == backup_id)
-                .values(events=[*(events or []), _event(event, detail)], **values)
+                .values(events=[*(events or []), _event(event, detail, event_facts)], **values)
             )
 
     def _change_if(self, backup_id: str, conditions: tuple, event: str, detail: str, **values: Any) -> bool:
@@ -284,8 +299,19 @@ def _keepable(backup_id: str, record: BackupRecord | None) -> None:
         )
 
 
-def _event(event: str, detail: str) -> dict[str, Any]:
-    return {"at": isoformat(utcnow()), "event": event, "detail": detail}
+def _event(event: str, detail: str, facts: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"at": isoformat(utcnow()), "event": event, "detail": detail, **(facts or {})}
+
+
+# How deep a verification went (the `depth` of a `verified` event).
+DEPTH_CHECKSUMS = "checksums"  # every file re-read against its sha256
+DEPTH_DRILL = "restore-drill"  # ... and loaded in a throwaway redis-server
+
+
+def verify_depth(result: dict[str, Any] | None) -> str:
+    """A restore drill only when a server loaded the backup (`backups verify --deep`, backup-verify)."""
+    deep = (result or {}).get("deep") or {}
+    return DEPTH_DRILL if deep.get("server") else DEPTH_CHECKSUMS
 
 
 def _checks_line(checks: list[dict[str, Any]]) -> str:

@@ -189,8 +189,13 @@ def backup_families(facts: backup_facts.BackupFacts) -> Iterator[Metric]:
     )
     yield from _gauge(
         "redis_maint_backup_last_verified_timestamp_seconds",
-        "When a backup was last verified good (0: never)",
+        "When a restore drill last loaded a complete backup good (backup-verify, backups verify --deep; 0: never)",
         facts.verified_at or 0,
+    )
+    yield from _gauge(
+        "redis_maint_backup_last_checksum_timestamp_seconds",
+        "When a checksum-only check (backups verify without --deep) last found a complete backup good (0: never)",
+        facts.checksummed_at or 0,
     )
 
 
