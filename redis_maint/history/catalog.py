@@ -17,7 +17,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from redis_maint.errors import UsageError
-from redis_maint.history import db
+from redis_maint.history import chain, db
 from redis_maint.history.db_errors import history_error
 from redis_maint.history.runs import HistoryStore
 from redis_maint.redact import redact
@@ -62,6 +62,9 @@ class BackupRecord:
     kept_reason: str | None = None
     kept_by: str | None = None
     kept_at: datetime | None = None
+    # The evidence chain (history/chain.py): the hash of this row's latest ledger record and the one before.
+    prev_hash: str | None = None
+    hash: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The documented `backups list --json` shape (README: JSON output)."""
@@ -93,10 +96,15 @@ class Catalog:
         self.engine = store.engine
 
     def add(self, record: BackupRecord) -> None:
-        values = {c.name: getattr(record, c.name) for c in db.backups.c if c.name != "events"}
+        values = {
+            c.name: getattr(record, c.name)
+            for c in db.backups.c
+            if c.name != "events" and c.name not in db.CHAIN_COLUMNS
+        }
         values["events"] = [_event("created", f"run {record.run_id}")]
         with self._guard("record a new backup"), self.engine.begin() as conn:
             conn.execute(db.backups.insert().values(**values))
+            chain.chain_row(conn, db.backups, record.id, "created")
 
     def mark_complete(self, backup_id: str, *, size: int, files: list[dict[str, Any]]) -> None:
         self._change(
@@ -255,6 +263,7 @@ class Catalog:
                 .where(db.backups.c.id == backup_id)
                 .values(events=[*(events or []), _event(event, detail, event_facts)], **values)
             )
+            chain.chain_row(conn, db.backups, backup_id, event)
 
     def _change_if(self, backup_id: str, conditions: tuple, event: str, detail: str, **values: Any) -> bool:
         """`_change`, only while `conditions` hold (checked in the same UPDATE); True if it applied."""
@@ -265,6 +274,8 @@ class Catalog:
                 .where(db.backups.c.id == backup_id, *conditions)
                 .values(events=[*(events or []), _event(event, detail)], **values)
             )
+            if result.rowcount == 1:
+                chain.chain_row(conn, db.backups, backup_id, event)
             return result.rowcount == 1
 
     def _guard(self, action: str):

@@ -70,6 +70,9 @@ runs = Table(
     Column("status", String(16), nullable=False, index=True),
     Column("summary", JSON),
     Column("error", Text),
+    # The evidence chain (history/chain.py): the hash of this row's latest ledger record and the one before.
+    Column("prev_hash", String(64)),
+    Column("hash", String(64)),
     # Who and when (redis_maint/provenance.py): the OS user of the writing process, the schedule slot
     # the run belongs to (scheduled, catch-up, missed), the sha256 of the masked settings in force.
     Column("os_user", String(128)),
@@ -118,6 +121,9 @@ backups = Table(
     Column("kept_reason", Text),
     Column("kept_by", String(128)),
     Column("kept_at", UTCDateTime),
+    # The evidence chain (history/chain.py): the hash of this row's latest ledger record and the one before.
+    Column("prev_hash", String(64)),
+    Column("hash", String(64)),
 )
 
 # One row per daemon process (redis_maint/history/daemons.py): where it runs, its heartbeat and the
@@ -136,6 +142,30 @@ daemons = Table(
     Column("timezone", String(64)),
     Column("schedules", JSON),  # {job: {schedule, next_run}} as APScheduler has them
 )
+
+# The evidence chain (history/chain.py): append-only, one record per run write, catalog event and
+# lease hand-over; hash = SHA-256(prev_hash + record), record = canonical JSON. ledger_head is its one
+# row (id 1) saying where the chain ends: appends take it under a lock, so they are serialized.
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(16), nullable=False),  # anchor, run, backup, lease
+    Column("ref", String(128), nullable=False, index=True),  # run id, backup id, job
+    Column("record", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+ledger_head = Table(
+    "ledger_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+# Columns that hold the chain's hashes: never part of a chained record.
+CHAIN_COLUMNS = ("prev_hash", "hash")
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()

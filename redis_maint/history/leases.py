@@ -19,7 +19,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from redis_maint.errors import LockHeldError
-from redis_maint.history import db
+from redis_maint.history import chain, db
 from redis_maint.history.db_errors import explain, history_error
 from redis_maint.history.runs import HistoryStore
 from redis_maint.timeutil import isoformat, utcnow
@@ -125,6 +125,7 @@ class Lease:
                     if not holder_is_dead(holder, now):
                         return holder
                     conn.execute(update(db.leases).where(db.leases.c.job == self.job).values(**values))
+                    _chain_handover(conn, self.job, holder, values, now)
                 else:
                     conn.execute(db.leases.insert().values(job=self.job, **values))
         except SQLAlchemyError as exc:
@@ -203,6 +204,25 @@ class Lease:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _chain_handover(conn, job: str, previous: Holder, values: dict, now: datetime) -> None:
+    """A lease passing from one owner to another is evidence (history/chain.py): who had it, who took it, why."""
+    reason = "expired" if previous.expires_at <= now else "its owner's process is gone"
+    data = {
+        "job": job,
+        "reason": reason,
+        "from": {
+            "host": previous.host,
+            "pid": previous.pid,
+            "run_id": previous.run_id,
+            "acquired_at": previous.acquired_at,
+            "expires_at": previous.expires_at,
+        },
+        "to": {k: values[k] for k in ("acquired_at", "expires_at")}
+        | {"host": values["owner_host"], "pid": values["owner_pid"]},
+    }
+    chain.append(conn, "lease", job, data, event="handover")
 
 
 def live_holders(store: HistoryStore) -> list[tuple[str, Holder]]:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from redis_maint.history import db, db_errors
+from redis_maint.history import chain, db, db_errors
 from redis_maint.provenance import os_user
 from redis_maint.redact import redact, redact_url
 from redis_maint.timeutil import isoformat, utcnow
@@ -47,6 +47,10 @@ class Run:
     status: str
     summary: dict[str, Any] | None
     error: str | None
+    # The evidence chain (history/chain.py): the hash of this row's latest ledger record, and the one
+    # before it in the chain. NULL only in rows not chained yet.
+    prev_hash: str | None = None
+    hash: str | None = None
     # Who and when (issue 14): the OS user of the process that wrote the row (requested_by is only a
     # claim), the schedule slot a scheduled, catch-up or missed run belongs to, and the sha256 of
     # the masked settings in force (redis_maint/provenance.py). NULL in rows from before the columns.
@@ -69,6 +73,8 @@ class Run:
             "summary": self.summary,
             # Masked again on the way out: rows written before a secret was known stay safe too.
             "error": None if self.error is None else redact(self.error),
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
             "os_user": self.os_user,
             "scheduled_for": isoformat(self.scheduled_for),
             "config_hash": self.config_hash,
@@ -94,6 +100,8 @@ class HistoryStore:
             self.engine = db.engine_for(url)
         except SQLAlchemyError as exc:
             raise db_errors.history_error(exc, url, "open it") from None
+        with _guarded(self, "chain the records written before its evidence chain existed"):
+            chain.adopt_unchained(self.engine)
 
     def start_run(
         self,
@@ -105,7 +113,7 @@ class HistoryStore:
         config_hash: str | None = None,
     ) -> int:
         with _guarded(self, "record the start of a run"), self.engine.begin() as conn:
-            return _insert(
+            run_id = _insert(
                 conn,
                 job,
                 trigger,
@@ -115,6 +123,8 @@ class HistoryStore:
                 scheduled_for=scheduled_for,
                 config_hash=config_hash,
             )
+            chain.chain_row(conn, db.runs, run_id, "started")
+            return run_id
 
     def finish_run(
         self, run_id: int, status: RunStatus, summary: dict[str, Any] | None, error: str | None
@@ -130,6 +140,7 @@ class HistoryStore:
                     error=None if error is None else redact(error),
                 )
             )
+            chain.chain_row(conn, db.runs, run_id, "finished")
 
     def record(
         self,
@@ -147,7 +158,7 @@ class HistoryStore:
         """A run that never ran: skipped or missed."""
         now = utcnow()
         with _guarded(self, f"record a {status} run"), self.engine.begin() as conn:
-            return _insert(
+            run_id = _insert(
                 conn,
                 job,
                 trigger,
@@ -160,6 +171,8 @@ class HistoryStore:
                 scheduled_for=scheduled_for,
                 config_hash=config_hash,
             )
+            chain.chain_row(conn, db.runs, run_id, str(status))
+            return run_id
 
     def get(self, run_id: int) -> Run | None:
         with _guarded(self, "read a run"), self.engine.connect() as conn:
@@ -197,12 +210,18 @@ class HistoryStore:
         if not run_ids:
             return 0
         with _guarded(self, "mark runs interrupted"), self.engine.begin() as conn:
-            result = conn.execute(
-                update(db.runs)
-                .where(db.runs.c.id.in_(run_ids), db.runs.c.status == RunStatus.RUNNING)
-                .values(status=RunStatus.INTERRUPTED, finished_at=utcnow(), error=reason)
-            )
-            return result.rowcount
+            marked = [
+                row_id
+                for (row_id,) in conn.execute(
+                    update(db.runs)
+                    .where(db.runs.c.id.in_(run_ids), db.runs.c.status == RunStatus.RUNNING)
+                    .values(status=RunStatus.INTERRUPTED, finished_at=utcnow(), error=reason)
+                    .returning(db.runs.c.id)
+                )
+            ]
+            for row_id in sorted(marked):
+                chain.chain_row(conn, db.runs, row_id, "interrupted")
+            return len(marked)
 
     def counts_by_status(self, job: str) -> dict[str, int]:
         query = select(db.runs.c.status, func.count()).where(db.runs.c.job == job).group_by(db.runs.c.status)

@@ -4,12 +4,29 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from redis_maint.storage.base import ObjectInfo, ObjectNotFound, Target, download, hash_object, join
+from redis_maint.storage.base import (
+    ObjectInfo,
+    ObjectLock,
+    ObjectNotFound,
+    Target,
+    download,
+    hash_object,
+    join,
+)
 
 if TYPE_CHECKING:
     from redis_maint.storage.s3 import S3Options
 
-__all__ = ["ObjectInfo", "ObjectNotFound", "Target", "download", "hash_object", "join", "open_target"]
+__all__ = [
+    "ObjectInfo",
+    "ObjectLock",
+    "ObjectNotFound",
+    "Target",
+    "download",
+    "hash_object",
+    "join",
+    "open_target",
+]
 
 
 def open_target(uri: str, s3: S3Options | None = None) -> Target:

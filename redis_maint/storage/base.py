@@ -26,6 +26,15 @@ class ObjectNotFound(StorageError):
 
 
 @dataclass(frozen=True)
+class ObjectLock:
+    """S3 Object Lock retention for one object: until `retain_until` (aware UTC), no credential can
+    delete or overwrite that version (COMPLIANCE), or only one allowed to bypass governance (GOVERNANCE)."""
+
+    mode: str  # GOVERNANCE or COMPLIANCE
+    retain_until: datetime
+
+
+@dataclass(frozen=True)
 class ObjectInfo:
     key: str
     size: int
@@ -54,7 +63,12 @@ class Target(Protocol):
         None where size and sha256 are the whole record (a local target).
         """
 
-    def put_bytes(self, key: str, data: bytes) -> ObjectInfo | None: ...
+    def put_bytes(self, key: str, data: bytes, *, lock: ObjectLock | None = None) -> ObjectInfo | None:
+        """Store a small object whole. With `lock`, write it under S3 Object Lock retention (a target
+        that cannot raises StorageError saying what to change, and writes nothing)."""
+
+    def check_object_lock(self) -> None:
+        """StorageError naming the bucket and what to do unless objects can be written with Object Lock here."""
 
     def read_chunks(self, key: str) -> Iterator[bytes]:
         """The object's bytes, streamed; ObjectNotFound if it is missing."""

@@ -22,6 +22,7 @@ from redis_maint.storage.base import (
     CHUNK,
     Checkpoint,
     ObjectInfo,
+    ObjectLock,
     ObjectNotFound,
     check_key,
     copy_hashed,
@@ -62,9 +63,18 @@ class LocalTarget:
         with self._writing(key) as out:
             copy_hashed(Path(path), out, sha256, checkpoint, on_bytes)
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes, *, lock: ObjectLock | None = None) -> None:
+        if lock is not None:
+            self.check_object_lock()
         with self._writing(key) as out:
             out.write(data)
+
+    def check_object_lock(self) -> None:
+        raise StorageError(
+            f"Object Lock needs an S3 target, and {self.root} is a local directory: set "
+            'audit.object_lock_mode = "" and jobs.backup.object_lock = false, or use an s3:// target '
+            "whose bucket has Object Lock enabled"
+        )
 
     def _writing(self, key: str):
         return _AtomicWrite(self._path(key), self.uri)

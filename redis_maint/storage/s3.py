@@ -27,7 +27,15 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from redis_maint.errors import StorageError
-from redis_maint.storage.base import CHUNK, Checkpoint, ObjectInfo, ObjectNotFound, check_key, join
+from redis_maint.storage.base import (
+    CHUNK,
+    Checkpoint,
+    ObjectInfo,
+    ObjectLock,
+    ObjectNotFound,
+    check_key,
+    join,
+)
 from redis_maint.storage.s3_errors import s3_error
 from redis_maint.timeutil import utcnow
 
@@ -143,10 +151,17 @@ class S3Target:
         # s3transfer returns nothing of the new object: its ETag and VersionId come from a HEAD.
         return self.head(key)
 
-    def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
+    def put_bytes(self, key: str, data: bytes, *, lock: ObjectLock | None = None) -> ObjectInfo:
+        args = self.write_args()
+        if lock is not None:
+            args.update(ObjectLockMode=lock.mode, ObjectLockRetainUntilDate=lock.retain_until)
         try:
-            r = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **self.write_args())
-        except (ClientError, BotoCoreError) as exc:
+            r = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **args)
+        except ClientError as exc:
+            if lock is not None and _no_lock_configuration(exc):
+                raise self._lock_missing(f"write {self.uri_for(key)} with Object Lock") from None
+            raise s3_error(exc, "upload", self.uri_for(key), self.endpoint()) from None
+        except BotoCoreError as exc:
             raise s3_error(exc, "upload", self.uri_for(key), self.endpoint()) from None
         return ObjectInfo(key, len(data), utcnow(), None, _etag(r), _version(r))
 
@@ -223,6 +238,25 @@ class S3Target:
         except BotoCoreError as exc:
             raise s3_error(exc, "reach", self.uri, self.endpoint()) from None
 
+    def check_object_lock(self) -> None:
+        try:
+            reply = self.client.get_object_lock_configuration(Bucket=self.bucket)
+        except ClientError as exc:
+            if _no_lock_configuration(exc):
+                raise self._lock_missing("use Object Lock in") from None
+            raise s3_error(exc, "read the Object Lock configuration of", self.uri, self.endpoint()) from None
+        except BotoCoreError as exc:
+            raise s3_error(exc, "read the Object Lock configuration of", self.uri, self.endpoint()) from None
+        if (reply.get("ObjectLockConfiguration") or {}).get("ObjectLockEnabled") != "Enabled":
+            raise self._lock_missing("use Object Lock in")
+
+    def _lock_missing(self, action: str) -> StorageError:
+        return StorageError(
+            f"cannot {action}: bucket {self.bucket!r} does not have Object Lock enabled. Enable it on the "
+            "bucket (aws s3api put-object-lock-configuration, versioning on), or write to a bucket created "
+            'with it; else set audit.object_lock_mode = "" and jobs.backup.object_lock = false'
+        )
+
     def check_writable(self) -> str:
         probe = join(self.prefix, f".redis-maint-probe-{uuid.uuid4().hex}")
         self.preflight()
@@ -256,6 +290,14 @@ class S3Target:
         if self._manager is not None:
             self._manager.shutdown()
             self._manager = None
+
+
+def _no_lock_configuration(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    code, message = str(error.get("Code", "")), str(error.get("Message", ""))
+    return code == "ObjectLockConfigurationNotFoundError" or (
+        code == "InvalidRequest" and "objectlock" in message.replace(" ", "").lower()
+    )
 
 
 def _etag(reply: dict[str, Any]) -> str | None:
