@@ -52,7 +52,7 @@ def _spawn(*args: str) -> subprocess.Popen:
 def test_run_json_is_one_history_row(redis_server, cli):
     ran = json_out(cli("run", "health", "--json", "--as", "alice"))
     listed = json_out(cli("history", "--json"))
-    assert set(ran) == RUN_KEYS
+    assert set(ran) >= RUN_KEYS  # the documented keys; later issues add more (hash chain, provenance)
     assert listed[0] == ran
     assert ran["requested_by"] == "alice" and ran["pid"] == os.getpid()
     assert ran["started_at"].endswith("Z") and ran["finished_at"] >= ran["started_at"]
