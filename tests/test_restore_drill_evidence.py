@@ -103,6 +103,11 @@ def test_a_drill_records_its_rto_and_counts_expired_keys_apart_from_missing_ones
     assert rto["download_s"] > 0 and rto["load_s"] > 0
     assert rto["total_s"] == pytest.approx(rto["download_s"] + rto["load_s"], abs=0.002)
     assert summary["deep"]["drill_s"] >= rto["total_s"] and summary["deep"]["checks_s"] > 0
+    people = cli("history", "show", str(drill["id"])).stdout
+    assert (
+        f"{LIVE + SHORT + LONG} of the source's {LIVE + SHORT + LONG + 3} loaded; {SHORT} expired" in people
+    )
+    assert f"rto      download {rto['download_s']}s + load {rto['load_s']}s = {rto['total_s']}s" in people
 
     events = _verified_events(cli, backup_id)
     assert [(e["depth"], e["ok"]) for e in events] == [

@@ -251,8 +251,26 @@ def _deep(deep: dict[str, Any] | None, f: Figures) -> None:
             indent=LABEL_INDENT,
         )
         f.note(f"digest   {server.get('digest')} (DEBUG DIGEST of the loaded dataset)", indent=LABEL_INDENT)
+    _drill_evidence(deep, f)
     for problem in deep.get("problems") or []:
         f.note(f"- {problem}", PROBLEM, indent=LABEL_INDENT)
+
+
+def _drill_evidence(deep: dict[str, Any], f: Figures) -> None:
+    """Expired keys apart from missing ones, and the RTO parts (restore_drill.describe's wording)."""
+    keys, parts = deep.get("keys"), deep.get("rto")
+    if keys:
+        f.note(
+            f"keys     {keys['loaded']} of the source's {keys['source']} loaded; {keys['expired']} expired "
+            f"since the backup (not missing); {keys['missing']} missing",
+            WARN if keys.get("missing") else None,
+            indent=LABEL_INDENT,
+        )
+    if parts:
+        f.note(
+            f"rto      download {parts['download_s']}s + load {parts['load_s']}s = {parts['total_s']}s",
+            indent=LABEL_INDENT,
+        )
 
 
 @renders("backup-restore")
