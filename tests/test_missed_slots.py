@@ -75,7 +75,7 @@ def test_a_restarted_daemon_records_exactly_the_slots_that_passed_while_it_was_d
         code, err = stop_daemon(first)
     assert code == 0, err
     stopped = time.monotonic()
-    time.sleep(4.5)  # down for a measured interval
+    time.sleep(3.5)  # down for a measured interval
     second = start_daemon(**env)
     try:
         wait_for(
@@ -106,7 +106,7 @@ def test_a_restarted_daemon_records_exactly_the_slots_that_passed_while_it_was_d
     assert down_from == old.stopped_at
     first_new_run = min(r.started_at for r in store.list() if r.pid == second.pid and r.status != "missed")
     assert new.started_at <= down_to <= first_new_run
-    assert timedelta(seconds=4.5) < down_to - down_from < timedelta(seconds=down_measured)
+    assert timedelta(seconds=3.5) < down_to - down_from < timedelta(seconds=down_measured)
 
     for job, interval in (("health", timedelta(seconds=1)), ("backup", timedelta(seconds=2))):
         first_rows = [r for r in store.list(job=job) if r.pid == first.pid]
