@@ -13,9 +13,10 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from sqlalchemy import text
 
 from redis_maint.audit.checkpoints import write_checkpoint
-from redis_maint.audit.verify import check_chain
+from redis_maint.audit.verify import check_chain, snapshot
 from redis_maint.history.catalog import Catalog
 from redis_maint.history.leases import Lease
 from redis_maint.storage import open_target
@@ -342,3 +343,14 @@ def test_a_database_from_before_the_chain_is_adopted_once_and_keeps_every_row(tm
     assert human.exit_code == 1
     assert f"records before {result['original_from']} were chained at upgrade time" in human.stdout
     assert "run 2 differs from its chained record 3: requested_by 'alice' -> 'mallory'" in human.stdout
+
+
+def test_verification_reads_one_snapshot_without_holding_off_writers(tmp_path):
+    store = current_store()  # SQLite: every write transaction of the store is BEGIN IMMEDIATE
+    some_history(store)
+    with snapshot(store.engine) as conn:
+        before = conn.execute(text("SELECT count(*) FROM ledger")).scalar()
+        run = store.start_run("health", "scheduled", "daemon")  # a writer during the verification
+        assert conn.execute(text("SELECT count(*) FROM ledger")).scalar() == before  # not in this snapshot
+    assert store.get(run).status == "running"
+    assert len(ledger(store.url)) == before + 1

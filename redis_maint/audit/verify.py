@@ -16,11 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool
 
 from redis_maint.history import chain, db
 
@@ -70,27 +73,53 @@ class ChainReport:
 def check_chain(engine: Engine) -> ChainReport:
     """Recompute every link, then compare the runs and backups tables with their latest records."""
     report = ChainReport()
-    with engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            conn = conn.execution_options(isolation_level="REPEATABLE READ")
-        with conn.begin():
-            latest = _walk(conn, report)
-            _check_head(conn, report)
-            for table in (db.runs, db.backups):
-                _compare_rows(conn, table, latest, report)
-            for (kind, ref), entry in sorted(latest.items(), key=lambda kv: kv[1].seq):
-                what = f"run {ref}" if kind == "run" else f"backup {ref}"
-                where = "history" if kind == "run" else "catalog"
-                report.breaks.append(
-                    Break(
-                        entry.seq,
-                        kind,
-                        ref,
-                        "deleted",
-                        f"{what} is in the chain (record {entry.seq}) but gone from the {where}",
-                    )
-                )
+    with snapshot(engine) as conn:
+        latest = _walk(conn, report)
+        _check_head(conn, report)
+        for table in (db.runs, db.backups):
+            _compare_rows(conn, table, latest, report)
+    for (kind, ref), entry in sorted(latest.items(), key=lambda kv: kv[1].seq):
+        what = f"run {ref}" if kind == "run" else f"backup {ref}"
+        where = "history" if kind == "run" else "catalog"
+        report.breaks.append(
+            Break(
+                entry.seq,
+                kind,
+                ref,
+                "deleted",
+                f"{what} is in the chain (record {entry.seq}) but gone from the {where}",
+            )
+        )
     return report
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """One consistent read of the whole store that never blocks writers: PostgreSQL REPEATABLE READ;
+    on SQLite a deferred transaction (a WAL snapshot) on a connection of its own, since the store's
+    engine begins every transaction with BEGIN IMMEDIATE and would hold off every writer meanwhile."""
+    if engine.dialect.name != "sqlite":
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+        return
+    reader = create_engine(engine.url, poolclass=NullPool, connect_args={"timeout": 30})
+
+    @event.listens_for(reader, "connect")
+    def _autocommit(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+
+    @event.listens_for(reader, "begin")
+    def _deferred(conn):
+        conn.exec_driver_sql("BEGIN")
+
+    try:
+        with reader.connect() as conn, conn.begin():
+            yield conn
+    finally:
+        reader.dispose()
 
 
 def hash_at(engine: Engine, seq: int) -> str | None:
