@@ -6,6 +6,7 @@ import itertools
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from freezegun import freeze_time
 
 from redis_maint.history import db
@@ -156,6 +157,7 @@ def _succeeded_at(store, when: datetime) -> None:
         store.finish_run(run_id, RunStatus.SUCCEEDED, {}, None)
 
 
+@pytest.mark.usefixtures("history_url")  # SQLite and PostgreSQL
 def test_the_issue_example_down_from_21_30_36_to_21_32_01_misses_21_31_and_21_32_once():
     store = current_store()
     _succeeded_at(store, datetime(2026, 3, 10, 21, 30, 0, 200000, tzinfo=UTC))
@@ -177,6 +179,7 @@ def test_the_issue_example_down_from_21_30_36_to_21_32_01_misses_21_31_and_21_32
     assert rows[0].summary["down_from"] == "2026-03-10T21:30:36Z"
 
 
+@pytest.mark.usefixtures("history_url")  # SQLite and PostgreSQL
 def test_a_job_that_never_ran_gets_its_missed_slots_from_the_daemons_last_heartbeat():
     """A daemon killed without a clean stop: its last heartbeat is its last sign of life."""
     store = current_store()
@@ -187,6 +190,7 @@ def test_a_job_that_never_ran_gets_its_missed_slots_from_the_daemons_last_heartb
     assert [r.scheduled_for.minute for r in reversed(store.list(job="health"))] == [15, 30, 45, 0]
 
 
+@pytest.mark.usefixtures("history_url")  # SQLite and PostgreSQL
 def test_a_job_the_previous_daemon_had_off_and_a_store_without_history_miss_nothing():
     store = current_store()
     daemon = Daemon(only_health_settings("every 1m"))
@@ -201,6 +205,7 @@ def test_a_job_the_previous_daemon_had_off_and_a_store_without_history_miss_noth
     assert store.list(job="health") == []
 
 
+@pytest.mark.usefixtures("history_url")  # SQLite and PostgreSQL
 def test_without_a_daemon_row_the_newest_daemon_run_marks_the_last_sign_of_life():
     store = current_store()
     run_id = store.record("health", "scheduled", RunStatus.SKIPPED, started_at=utcnow() - timedelta(hours=2))

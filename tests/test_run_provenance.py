@@ -8,6 +8,8 @@ import os
 import pwd
 import sqlite3
 
+import pytest
+
 from tests.support.common import json_out
 
 DOCUMENTED = ["id", "job", "trigger", "requested_by", "host", "pid", "started_at", "finished_at", "status"]
@@ -26,6 +28,7 @@ def _run(cli) -> dict:
     return json_out(result)
 
 
+@pytest.mark.usefixtures("history_url")  # SQLite and PostgreSQL
 def test_every_run_records_the_os_user_and_the_hash_of_the_masked_settings(cli, settings, monkeypatch):
     monkeypatch.setenv("REDIS_MAINT_REDIS_URL", "redis://:s3cret-pw-81@127.0.0.1:6390/0")
     row = _run(cli)
