@@ -280,3 +280,20 @@ def test_the_slot_of_a_scheduled_run_is_the_last_fire_time_at_or_before_now():
     assert missed_slots.latest_slot(trigger, every, UTC, T0 - timedelta(seconds=1)) is None
     cron = parse_schedule("*/15 * * * *")
     assert missed_slots.latest_slot(None, cron, UTC, T0 + timedelta(minutes=16)) == T0 + timedelta(minutes=15)
+
+
+def test_a_recovery_after_a_long_downtime_is_notified_past_its_missed_rows():
+    """More missed rows than the look-back between a failure and the next success hide nothing."""
+    from redis_maint.observe.notify import events_for
+
+    store = current_store()
+    failed_at = utcnow() - timedelta(hours=1)
+    with freeze_time(failed_at):
+        failed = store.start_run("health", "scheduled", "daemon")
+        store.finish_run(failed, RunStatus.FAILED, {}, "Redis did not answer")
+    for k in range(1, 251):
+        slot = failed_at + timedelta(seconds=10 * k)
+        store.record("health", "scheduled", RunStatus.MISSED, started_at=slot, scheduled_for=slot)
+    ok = store.start_run("health", "catch-up", "daemon")
+    store.finish_run(ok, RunStatus.SUCCEEDED, {"level": "ok"}, None)
+    assert "recovery" in [e.kind for e in events_for(store, store.get(ok))]

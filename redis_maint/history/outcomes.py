@@ -30,6 +30,10 @@ def last_outcome(store: HistoryStore, job: str) -> Run | None:
 
 
 def previous_outcomes(store: HistoryStore, run: Run) -> list[Run]:
-    """Real runs of the same job before `run`, newest first."""
-    rows = store.list(job=run.job, limit=LOOKBACK_ROWS)
+    """Real runs of the same job before `run`, newest first.
+
+    Read by status: a daemon's start can record more than LOOKBACK_ROWS missed slots after a job's
+    last real outcome, and they must not hide it.
+    """
+    rows = [r for status in OUTCOMES for r in store.list(job=run.job, status=status, limit=LOOKBACK_ROWS)]
     return sorted((r for r in rows if r.id < run.id and is_real(r)), key=lambda r: r.id, reverse=True)
