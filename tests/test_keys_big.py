@@ -190,10 +190,12 @@ def test_it_covers_every_primary_of_a_cluster(redis_cluster):
 
     report = _scan(redis_cluster.servers[0].client(), top=3, url=redis_cluster.url, batch=40)
 
-    usage = {}
+    usage, per_node = {}, []
     for primary in client.get_primaries():
         node = primary.redis_connection
-        usage |= {k.decode(): node.memory_usage(k, samples=5) for k in node.scan_iter(count=500)}
+        mine = {k.decode(): node.memory_usage(k, samples=5) for k in node.scan_iter(count=500)}
+        usage |= mine
+        per_node.append(set(mine))
     assert report.nodes == 3
     assert report.scanned == 301 and report.moved == 0
     expected = sorted(usage.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
@@ -201,6 +203,12 @@ def test_it_covers_every_primary_of_a_cluster(redis_cluster):
     assert report.top[0].key == "blob"
     assert {k.org for k in report.top[1:]} <= {"org-0", "org-1"} and report.top[1].org is not None
     assert sum(r.keys for r in report.by_prefix) == 301
+
+    entry = redis_cluster.servers[0].client()
+    cut = _scan(entry, url=redis_cluster.url, time_budget_s=0, scan_count=10, top=1000)
+    assert not cut.complete and 0 < cut.scanned < 301 and len(cut.top) == cut.scanned
+    seen = {k.key for k in cut.top}
+    assert sum(bool(seen & keys) for keys in per_node) == 1  # the spent budget skipped the other nodes
 
 
 # -- the CLI ------------------------------------------------------------------------------------------

@@ -83,7 +83,8 @@ def scan_big_keys(
 ) -> BigKeysReport:
     """Scan the keys matching `pattern` on every primary; the `top` largest and the bytes per prefix.
 
-    Read-only. `time_budget_s` stops sending SCANs once spent (the report says `complete: False`);
+    Read-only. `time_budget_s` stops sending SCANs once spent (the report says `complete: False`;
+    at least one SCAN batch is always sized);
     keys that vanish between SCAN and MEMORY USAGE are skipped and counted. `client` must return
     bytes (no decode_responses). `url` is the client's URL, needed only to reach a Cluster's other
     primaries (by default it is rebuilt from the client). With `idle_cpu` the scan runs at
@@ -114,6 +115,9 @@ def scan_big_keys(
             total = sum(call(url, n.client.dbsize) for n in nodes) if pattern == "*" else None
             progress.start(total, "scanning keys", "keys")
             for index, node in enumerate(nodes):
+                if index and opts.deadline is not None and time.monotonic() >= opts.deadline:
+                    report.complete = False  # spent: the nodes left are not scanned (the first always is)
+                    break
                 scan = _NodeScan(node.client, index, opts, report, heap, table, progress.advance)
                 _run_on(node, url, scan)
             report.top = _describe(heap.largest(), nodes, url, session_prefix.encode(), organisation_field)
