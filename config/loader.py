@@ -87,6 +87,13 @@ def load_core(config_path: str | os.PathLike | None = None, environ: Mapping[str
     return core
 
 
+def raw_settings(
+    config_path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The merged sources, unchecked: for what may be wrong without harm (where a cache lives)."""
+    return _gather(config_path, os.environ if environ is None else environ)[0]
+
+
 def _gather(
     config_path: str | os.PathLike | None, environ: Mapping[str, str]
 ) -> tuple[dict[str, Any], dict[tuple[str, ...], str], list[str]]:

@@ -9,6 +9,7 @@ from redis_maint.cli import App, pass_app
 from redis_maint.cli.completers import backup_ids
 from redis_maint.cli.modes import mode_for, output_option
 from redis_maint.cli.output import describe_run, emit_json, verbose_option
+from redis_maint.cli.types import MOMENT
 
 STATUSES = ["pending", "complete", "failed", "pruned", "missing", "changed"]
 
@@ -36,12 +37,40 @@ def backups() -> None:
 @backups.command("list")
 @click.option("--instance", help="Only this instance (default: all).")
 @click.option("--status", type=click.Choice(STATUSES), help="Only backups with this status.")
+@click.option(
+    "--since",
+    type=MOMENT,
+    help="Only backups created at or after this: a date (2026-11-30), a time (2026-11-30T21:00, UTC unless "
+    "a zone is given) or a duration ago (7d).",
+)
+@click.option(
+    "--until",
+    type=MOMENT,
+    help="Only backups created before the end of this date, or at or before this time or duration ago.",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--all", "show_all", is_flag=True, help="Every backup that matches (no --limit).")
 @click.option("--json", "as_json", is_flag=True, help="JSON array on stdout, newest first.")
+@click.option(
+    "--csv",
+    "as_csv",
+    is_flag=True,
+    help="CSV on stdout, one row per file: backup_id, created_at, status, path, size, sha256, version_id, "
+    "etag (a backup with no files: one row, no path). -o csv is one row per backup.",
+)
 @output_option
 @pass_app
 def list_(
-    app: App, instance: str | None, status: str | None, limit: int, as_json: bool, output: str | None
+    app: App,
+    instance: str | None,
+    status: str | None,
+    since,
+    until,
+    limit: int,
+    show_all: bool,
+    as_json: bool,
+    as_csv: bool,
+    output: str | None,
 ) -> None:
     """Backups from the catalog, newest first (pruned and failed ones too).
 
@@ -50,6 +79,7 @@ def list_(
       redis-maint backups list
       redis-maint backups list --status complete --limit 5
       redis-maint backups list --json | jq -r '.[0].id'
+      redis-maint backups list --csv --since 2026-11-01 --until 2026-11-30 --all > backup-files.csv
 
     \b
     Environment:
@@ -57,17 +87,61 @@ def list_(
       REDIS_MAINT_LOG_FORMAT    json or text logs on stderr, when --log-format is not given
       REDIS_MAINT_HISTORY_URL   the history store holding the backup catalog
     """
-    from redis_maint.history.catalog import Catalog
+    from redis_maint.history.queries import find_backups
 
-    mode = mode_for(output, as_json)
-    rows = [r.to_json() for r in Catalog(app.store()).list(instance=instance, status=status, limit=limit)]
+    ctx = click.get_current_context()
+    if as_csv and (as_json or output is not None):
+        raise click.UsageError("--csv is an export of its own: use it without --json and -o")
+    if show_all and ctx.get_parameter_source("limit") == click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--all and --limit disagree: choose one")
+    if since is not None and until is not None and since.start() >= until.end():
+        raise click.UsageError(
+            f"--since {since.given} is not before --until {until.given}: no backup can match; swap them"
+        )
+    mode = "csv-files" if as_csv else mode_for(output, as_json)
+    found = find_backups(
+        app.store(),
+        instance=instance,
+        status=status,
+        since=None if since is None else since.start(),
+        until=None if until is None else until.end(),
+        limit=None if show_all else limit,
+    )
+    rows = [r.to_json() for r in found]
     if mode == "json":
         emit_json(rows)
+        return
+    if mode == "csv-files":
+        _write_file_csv(rows)
         return
     from redis_maint.cli.render.columns import BACKUPS
     from redis_maint.cli.render.listing import emit
 
     emit(mode, BACKUPS, rows)
+
+
+FILE_CSV = ("backup_id", "created_at", "status", "path", "size", "sha256", "version_id", "etag")
+
+
+def file_rows(backups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`backups list --csv`: one row per file of each backup (one row without a file for a backup that
+    has none, so every backup shows). version_id and etag are empty until the catalog records them."""
+    out = []
+    for b in backups:
+        head = {"backup_id": b["id"], "created_at": b["created_at"], "status": b["status"]}
+        files = b.get("files") or [{}]
+        for f in files:
+            out.append({**head, **{k: f.get(k) for k in FILE_CSV[3:]}})
+    return out
+
+
+def _write_file_csv(backups: list[dict[str, Any]]) -> None:
+    import csv
+    import sys
+
+    writer = csv.DictWriter(sys.stdout, fieldnames=FILE_CSV, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(file_rows(backups))
 
 
 @backups.command()

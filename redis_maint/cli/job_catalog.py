@@ -15,6 +15,8 @@ import json
 import os
 from pathlib import Path
 
+import click
+
 from config.core_view import JobFacts
 
 CACHE_NAME = "job-catalog.json"
@@ -32,6 +34,21 @@ def job_catalog(state_dir: str | None) -> list[JobFacts]:
     if path is not None:
         _write(path, key, facts)
     return facts
+
+
+def catalog_for_help(ctx: click.Context) -> list[JobFacts]:
+    """The catalog for `run --help`, found from the settings' state_dir as given (unchecked: help
+    never fails on a bad setting; at worst the registry is imported)."""
+    from config.core_view import DEFAULTS
+    from config.loader import raw_settings
+    from redis_maint.errors import MaintenanceError
+
+    app = ctx.find_root().obj
+    try:
+        state_dir = raw_settings(getattr(app, "config_path", None)).get("state_dir", DEFAULTS["state_dir"])
+    except MaintenanceError:
+        state_dir = None
+    return job_catalog(state_dir if isinstance(state_dir, str) else None)
 
 
 def from_registry() -> list[JobFacts]:

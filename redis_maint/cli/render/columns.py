@@ -29,10 +29,16 @@ def _when(key: str):
     return lambda r: human.when(r.get(key))
 
 
+def _run_status(row: dict[str, Any]) -> str:
+    """A dry run is marked where people look first; tsv keeps the bare status (csv: a dry_run column)."""
+    dry = (row.get("summary") or {}).get("dry_run")
+    return f"{row['status']} (dry run)" if dry else row["status"]
+
+
 HISTORY = [
     Column("id", "run", lambda r: r["id"], whole=True),
     Column("job", "job", lambda r: r["job"], whole=True),
-    Column("status", "status", lambda r: r["status"], whole=True, style=_status_style),
+    Column("status", "status", _run_status, raw=lambda r: r["status"], whole=True, style=_status_style),
     Column("started_at", "started (UTC)", _when("started_at"), whole=True),
     Column("age", "age", _ago("started_at"), drop=2, human_only=True),
     Column("duration_s", "took", lambda r: human.duration(human.took(r)), raw=_duration_s, drop=3),
