@@ -47,11 +47,11 @@ def _check(ctx: JobContext, s: AofCheckSettings, staging: Path) -> dict[str, Any
 
     data_dir = Path(ctx.settings.data_dir)
     # No BGSAVE here, so a Redis that never saved has no RDB: check the AOF alone then.
-    rdb = discover_layout(ctx.redis()).rdb
+    rdb = discover_layout(ctx.node_redis()).rdb  # the node whose files data_dir holds
     with_rdb = s.include_rdb and (data_dir / rdb).exists()
     try:
         snapshot = take_snapshot(
-            ctx.redis(),
+            ctx.node_redis(),
             data_dir,
             staging,
             checkpoint=ctx.checkpoint,

@@ -53,6 +53,14 @@ class Job:
     params_model: type[Params] = NoParams
     # Whether a run starts throwaway containers, from the job's settings: (it does, why). None: never.
     containers: Callable[[Any], tuple[bool, str]] | None = None
+    # Whether this sidecar may take a scheduled slot (see `eligible`). None: always.
+    eligibility: Callable[[Settings], str | None] | None = None
+
+    def eligible(self, settings: Settings) -> str | None:
+        """None when this sidecar may run the job's scheduled slot, else why not (e.g. its Redis node
+        is not the backup's source). The daemon asks before each scheduled or catch-up run; a sidecar
+        that is not eligible records nothing."""
+        return None if self.eligibility is None else self.eligibility(settings)
 
     def parse_params(self, raw: Params | dict[str, Any] | None) -> Params:
         if isinstance(raw, self.params_model):
@@ -88,6 +96,7 @@ class JobContext:
     progress: Progress = field(default_factory=Progress)
     lease_lost: threading.Event = field(default_factory=threading.Event)  # set by the lease heartbeat
     _redis: Any = None
+    _node_redis: Any = None
 
     @property
     def job_settings(self) -> Any:
@@ -153,7 +162,21 @@ class JobContext:
             self._redis = connect(self.settings.redis_url, self.settings.redis_timeout)
         return self._redis
 
+    def node_redis(self) -> redis.Redis:
+        """The Redis node whose files data_dir holds (node_url), for BGSAVE and the AOF guard; without
+        node_url, the same client as `redis()`."""
+        if not self.settings.node_url:
+            return self.redis()
+        if self._node_redis is None:
+            from redis_maint.redis_conn import connect
+
+            self._node_redis = connect(self.settings.node_url, self.settings.redis_timeout)
+        return self._node_redis
+
     def close(self) -> None:
+        if self._node_redis is not None:
+            self._node_redis.close()
+            self._node_redis = None
         if self._redis is not None:
             self._redis.close()
             self._redis = None

@@ -40,13 +40,17 @@ class HealthSettings(JobSettings):
     expected_policy: str = Field(default="allkeys-lru", description="maxmemory-policy the runbook requires")
     require_aof: bool = Field(default=True, description="warn when appendonly is off")
     slowlog_max_entries: int = Field(default=128, description="slowlog entries read per run")
+    replica_lag_warning: PositiveDuration = Field(
+        default=timedelta(seconds=10),
+        description="a replica that last heard from its primary (or ACKed) longer ago than this warns",
+    )
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
     from redis_maint.redis_conn import call
 
-    client = ctx.redis()
-    url = ctx.settings.redis_url
+    client = ctx.node_redis()  # the node beside this sidecar (node_url), else redis_url's
+    url = ctx.settings.node_redis_url
     s: HealthSettings = ctx.job_settings
     latency_ms = _ping_ms(url, client)
     info = call(url, client.info, "everything")
@@ -57,6 +61,10 @@ def run(ctx: JobContext) -> dict[str, Any]:
     verdict = evaluate(figures, s)
     if slow["new_entries"]:
         verdict.flag("warning", f"{slow['new_entries']} new slowlog entries since the last run")
+    replication = _replication(info, verdict, s)
+    sentinel = (
+        _sentinel(ctx, info, verdict, s) if ctx.settings.redis_url.startswith("redis+sentinel://") else None
+    )
     aof_rewrite = None
     if figures["persistence"]["aof_enabled"] == 1:
         aof_rewrite, problem = aof_rewrite_state(client, ctx.settings.aof_guard_note, ctx.store)
@@ -68,7 +76,78 @@ def run(ctx: JobContext) -> dict[str, Any]:
         **figures,
         "slowlog": slow,
         "aof_rewrite": aof_rewrite,
+        "replication": replication,
+        **({"sentinel": sentinel} if sentinel is not None else {}),
     }
+
+
+def _replication(info: dict[str, Any], verdict, s: HealthSettings) -> dict[str, Any]:
+    """The runbook's "Replication Status" (`INFO replication`) of this node, judged."""
+    role = {"master": "primary", "slave": "replica"}.get(info.get("role"), info.get("role"))
+    out: dict[str, Any] = {"role": role, "offset": info.get("master_repl_offset")}
+    if role == "primary":
+        replicas = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict) and "ip" in v]
+        out["connected_replicas"] = int(info.get("connected_slaves", 0))
+        out["replicas"] = [
+            {
+                "address": f"{r['ip']}:{r['port']}",
+                "state": r.get("state"),
+                "lag_bytes": max(int(info.get("master_repl_offset", 0)) - int(r.get("offset", 0)), 0),
+                "ack_lag_s": r.get("lag"),
+            }
+            for r in replicas
+        ]
+        return out
+    link = info.get("master_link_status")
+    last_io = info.get("master_last_io_seconds_ago")
+    out.update(
+        primary=f"{info.get('master_host')}:{info.get('master_port')}",
+        link=link,
+        last_io_s=last_io,
+        link_down_s=info.get("master_link_down_since_seconds"),
+        offset=info.get("slave_repl_offset"),
+    )
+    if link != "up":
+        verdict.flag("critical", f"this replica's link to its primary {out['primary']} is {link}")
+    elif last_io is not None and last_io > s.replica_lag_warning.total_seconds():
+        verdict.flag("warning", f"this replica last heard from its primary {last_io}s ago")
+    return out
+
+
+def _sentinel(ctx: JobContext, info: dict[str, Any], verdict, s: HealthSettings) -> dict[str, Any]:
+    """The primary and replicas Sentinel knows, each node's lag and link, and where this node stands."""
+    from redis_maint.errors import RedisUnavailableError
+    from redis_maint.topology import sentinel
+
+    try:
+        view = sentinel.describe(ctx.settings.redis_url, ctx.settings.redis_timeout)
+    except RedisUnavailableError as exc:
+        verdict.flag("critical", f"Sentinel: {exc}")
+        return {"error": str(exc)}
+    out = view.to_json()
+    if not view.primary.healthy:
+        verdict.flag("critical", f"primary {view.primary.address}: {view.primary.problem}")
+    fit = 0
+    for node in view.replicas:
+        problem = sentinel.replica_lag_problem(node, s.replica_lag_warning)
+        if problem:
+            verdict.flag("warning", f"replica {node.address}: {problem}")
+        else:
+            fit += 1
+    if not fit:
+        verdict.flag("warning", "no healthy replica: Sentinel has nowhere to fail over to")
+    if view.sentinels_answering < view.sentinels_configured:
+        verdict.flag(
+            "warning",
+            f"{view.sentinels_configured - view.sentinels_answering} of {view.sentinels_configured} Sentinels did not answer",
+        )
+    mine = view.find(info.get("run_id"))
+    out["node"] = None if mine is None else {"address": mine.address, "role": mine.role}
+    if mine is None:
+        verdict.flag(
+            "warning", f"this node (run id {info.get('run_id')}) is not among the nodes Sentinel knows"
+        )
+    return out
 
 
 def _ping_ms(url: str, client) -> float:

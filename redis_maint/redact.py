@@ -158,12 +158,12 @@ def _mask_known(text: str) -> str:
 
 
 def _split(url: str) -> SplitResult | None:
+    # No check of the port: a URL with several hosts (redis+sentinel://:pw@s1:26379,s2:26379/…)
+    # or a malformed port still has its userinfo masked.
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 (raises ValueError on a malformed port)
+        return urlsplit(url)
     except ValueError:
         return None
-    return parts
 
 
 def _mask_userinfo(netloc: str, *, keep_user: bool) -> str:

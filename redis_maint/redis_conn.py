@@ -1,23 +1,44 @@
-"""Connecting to the maintained Redis, with errors that say what to check."""
+"""Connecting to the maintained Redis, with errors that say what to check.
+
+A `redis+sentinel://` URL (redis_maint/topology/sentinel.py) connects to the primary Sentinel names,
+and `call` then follows a failover: a command that finds the primary gone (connection refused,
+READONLY from a demoted primary) is retried, each time on the primary Sentinel names then, for at
+most the URL's `failover_wait`.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
 import redis
-from redis.exceptions import AuthenticationError, ResponseError
+from redis.exceptions import AuthenticationError, ReadOnlyError, ResponseError
 
 from redis_maint.errors import RedisUnavailableError
 from redis_maint.redact import redact, redact_url
 
 T = TypeVar("T")
+log = logging.getLogger("redis_maint.redis_conn")
+# Between two attempts while Sentinel fails over: its own checks run every 100 ms to 1 s.
+FAILOVER_RETRY_S = 0.5
 
 
 def connect(url: str, timeout: timedelta = timedelta(seconds=5)) -> redis.Redis:
     """A client for `url` (password and TLS come through the URL), proven with one PING."""
+    from redis_maint.topology import sentinel
+
     secs = timeout.total_seconds()
+    if sentinel.is_sentinel_url(url):
+        client: redis.Redis = sentinel.master_client(url, timeout)
+        try:
+            call(url, client.ping)
+        except BaseException:
+            client.close()
+            raise
+        return client
     try:
         client = redis.Redis.from_url(
             url,
@@ -36,7 +57,45 @@ def connect(url: str, timeout: timedelta = timedelta(seconds=5)) -> redis.Redis:
 
 
 def call(url: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run one Redis command, turning connection and auth failures into RedisUnavailableError."""
+    """Run one Redis command, turning connection and auth failures into RedisUnavailableError.
+
+    Through Sentinel, a lost primary is waited for (see the module's doc): `fn` runs again from the
+    start, so it must be safe to repeat (reads, and the sweep's byte-compared check-and-act are).
+    """
+    from redis_maint.topology import sentinel
+
+    if not sentinel.is_sentinel_url(url):
+        return _call_once(url, fn, *args, **kwargs)
+    wait = sentinel.failover_wait(url)
+    deadline = time.monotonic() + wait.total_seconds()
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return _call_once(url, fn, *args, **kwargs)
+        except _PrimaryLost as lost:
+            if time.monotonic() >= deadline:
+                raise RedisUnavailableError(
+                    f"no primary answered through Sentinel {redact_url(url)} within failover_wait "
+                    f"({wait.total_seconds():g}s, {attempts} attempts); last error: {lost}. Check "
+                    "`redis-cli -p 26379 SENTINEL MASTERS` and the nodes; raise ?failover_wait= in the URL "
+                    "if failovers take longer"
+                ) from None
+            if attempts == 1:
+                log.warning(
+                    "the Redis primary did not answer; waiting for Sentinel to name one that does",
+                    extra={"error": str(lost), "failover_wait_s": wait.total_seconds()},
+                )
+            time.sleep(FAILOVER_RETRY_S)
+
+
+class _PrimaryLost(Exception):
+    """The primary went away (or turned replica): through Sentinel, worth another attempt."""
+
+
+def _call_once(url: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    from redis_maint.topology.sentinel import is_sentinel_url
+
     try:
         return fn(*args, **kwargs)
     except AuthenticationError as exc:
@@ -44,6 +103,10 @@ def call(url: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
             f"Redis at {redact_url(url)} refused our credentials ({redact(str(exc))}); "
             "check the user and password in REDIS_MAINT_REDIS_URL"
         ) from None
+    except ReadOnlyError as exc:
+        if is_sentinel_url(url):
+            raise _PrimaryLost(redact(str(exc))) from None
+        raise
     except ResponseError as exc:
         text = str(exc)
         if text.startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
@@ -53,6 +116,8 @@ def call(url: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
             ) from None
         raise
     except (redis.ConnectionError, redis.TimeoutError) as exc:
+        if is_sentinel_url(url):
+            raise _PrimaryLost(redact(str(exc))) from None
         raise RedisUnavailableError(
             f"cannot reach Redis at {redact_url(url)}: {redact(str(exc))}; "
             "check that it is running and that REDIS_MAINT_REDIS_URL points at it"
