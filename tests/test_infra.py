@@ -165,3 +165,62 @@ def test_alerts_fire_on_the_series_the_sidecar_exports(tmp_path):
         [promtool, "test", "rules", str(spec)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+HA = INFRA / "docker-compose.ha.yml"
+HA_SIDECARS = {"redis-maint-primary": "redis-primary", "redis-maint-replica": "redis-replica"}
+
+
+def _compose_config(path) -> dict:
+    result = subprocess.run(
+        [_tool("docker-compose"), "-f", str(path), "config"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def test_the_ha_compose_file_puts_a_sidecar_beside_each_node_behind_sentinel():
+    config = _compose_config(HA)
+    services = config["services"]
+    assert {"redis-primary", "redis-replica", "sentinel", "postgres", *HA_SIDECARS} <= set(services)
+    assert "--replicaof" in services["redis-replica"]["command"]
+    assert "--sentinel" in services["sentinel"]["command"][-1]
+    for name, node in HA_SIDECARS.items():
+        sidecar, redis = services[name], services[node]
+        env = sidecar["environment"]
+        assert (
+            env["REDIS_MAINT_REDIS_URL"].startswith("redis+sentinel://")
+            and "@sentinel:26379/sessions/" in env["REDIS_MAINT_REDIS_URL"]
+        )
+        # its own node, and that node's data dir (read-only) under /data
+        assert f"@{node}:6379/" in env["REDIS_MAINT_NODE_URL"]
+        (data,) = [v for v in redis["volumes"] if v.endswith(":/data:rw") or v.endswith(":/data")]
+        assert f"{data.split(':')[0]}:/data:ro" in sidecar["volumes"]
+        assert (
+            env["REDIS_MAINT_HISTORY_URL"].startswith("postgresql+psycopg://")
+            and "@postgres:5432/" in env["REDIS_MAINT_HISTORY_URL"]
+        )
+        assert sidecar["depends_on"]["sentinel"]["condition"] == "service_healthy"
+        assert sidecar["depends_on"]["postgres"]["condition"] == "service_healthy"
+        drain = env["REDIS_MAINT_DAEMON__DRAIN_GRACE"]
+        assert int(sidecar["stop_grace_period"].rstrip("s")) > int(drain.rstrip("s"))
+    volumes = {
+        name: services[name]["environment"]["REDIS_MAINT_DOCKER__SNAPSHOT_VOLUME"] for name in HA_SIDECARS
+    }
+    assert len(set(volumes.values())) == len(volumes), "each sidecar checks snapshots in a volume of its own"
+
+
+def test_every_setting_in_the_ha_compose_file_is_a_real_setting():
+    """Each sidecar's REDIS_MAINT_* values, interpolated with the defaults, load through the real schema."""
+    from config import load_settings
+
+    config = _compose_config(HA)
+    for name, node in HA_SIDECARS.items():
+        env = config["services"][name]["environment"]
+        values = {k: v for k, v in env.items() if k.startswith("REDIS_MAINT_") and v not in ("", None)}
+        settings = load_settings(environ=values, jobs=REGISTRY)
+        assert settings.redis_url.startswith("redis+sentinel://") and node in settings.node_url
+        assert settings.job("backup").source == "auto"
+        assert settings.job("backup").max_replica_lag.total_seconds() == 10
+        assert settings.history_url.startswith("postgresql+psycopg://")
+        assert str(settings.job("backup").schedule) == "0 3 * * *"
