@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from config import load_settings
 from jobs import REGISTRY
 from redis_maint.errors import ConfigError
 from redis_maint.redact import redact, redact_url, url_secrets
+from redis_maint.timeutil import utcnow
 from redis_maint.topology import sentinel
 from tests.support.builders.sessions import seed
 from tests.support.common import json_out, wait_for
@@ -207,10 +208,17 @@ def test_only_the_sidecar_beside_the_source_is_eligible(sentinel_bed, tmp_path):
     assert job.eligible(_settings({"REDIS_MAINT_REDIS_URL": primary.url})) is None
 
 
-def _fire(daemon, name: str) -> None:
+def _fire(daemon, name: str, slot: datetime) -> None:
+    """The daemon's scheduled fire of `name` for `slot` (each sidecar claims the same slot)."""
     from redis_maint.history.runs import Trigger
 
+    daemon._slot_of = lambda _name: slot
     daemon._fire(name, Trigger.SCHEDULED)
+
+
+def _slots(n: int) -> list[datetime]:
+    hour = utcnow().replace(minute=0, second=0, microsecond=0)
+    return [hour - timedelta(hours=n - i) for i in range(n)]
 
 
 def _runs(job: str) -> list:
@@ -236,18 +244,21 @@ def test_after_a_failover_the_next_backup_and_sweep_run_once_against_the_new_rol
     sidecars = {
         n.port: Daemon(_settings(_sidecar_env(bed, n, tmp_path, **primary_only))) for n in (node_a, node_b)
     }
+    slot1, slot2, slot3 = _slots(3)
     for daemon in sidecars.values():
-        _fire(daemon, "backup")
+        _fire(daemon, "backup", slot1)
     (first,) = _runs("backup")
     assert first.status == "succeeded", first.error
     node = _manifest(first.summary)["node"]
     assert node["address"] == f"127.0.0.1:{node_a.port}" and node["role"] == "primary"
     assert node["replication_offset"] > 0 and node["primary"] == f"127.0.0.1:{node_a.port}"
 
-    # SIGKILL the primary. The sweep slot fires at once, on the sidecar whose node just died: it waits
-    # for Sentinel to promote the replica and sweeps the new primary.
+    # SIGKILL the primary. The sweep slot fires at once, first on the sidecar whose node just died: it
+    # waits for Sentinel to promote the replica and sweeps the new primary; the other sidecar finds the
+    # slot taken.
     bed.kill_primary(wait=False)
-    _fire(sidecars[node_a.port], "session-sweep")
+    for port in (node_a.port, node_b.port):
+        _fire(sidecars[port], "session-sweep", slot2)
     (sweep,) = _runs("session-sweep")
     assert sweep.status == "succeeded", sweep.error
     assert sweep.summary["deleted"]["stale"] == stale
@@ -256,7 +267,7 @@ def test_after_a_failover_the_next_backup_and_sweep_run_once_against_the_new_rol
 
     # The next backup slot: only the sidecar beside the new primary is eligible, and it runs once.
     for daemon in sidecars.values():
-        _fire(daemon, "backup")
+        _fire(daemon, "backup", slot2)
     second, again = _runs("backup")
     assert again.id == first.id and second.status == "succeeded", second.error
     node = _manifest(second.summary)["node"]
@@ -269,7 +280,7 @@ def test_after_a_failover_the_next_backup_and_sweep_run_once_against_the_new_rol
     # source = replica with no replica left: the primary's sidecar takes the slot and fails, saying why.
     replica_only = {"REDIS_MAINT_JOBS__BACKUP__SOURCE": "replica"}
     for n in (node_a, node_b):
-        _fire(Daemon(_settings(_sidecar_env(bed, n, tmp_path, **replica_only))), "backup")
+        _fire(Daemon(_settings(_sidecar_env(bed, n, tmp_path, **replica_only))), "backup", slot3)
     third = _runs("backup")[0]
     assert len(_runs("backup")) == 3 and third.status == "failed"
     assert "no replica may be backed up" in third.error and "source = auto" in third.error
