@@ -194,8 +194,8 @@ def test_verify_fails_an_incomplete_cluster_backup(redis_cluster, backup_env, se
 
 
 # ---- the manifest claim: one writer, whatever the interleaving --------------------------------------
-def test_only_one_run_claims_a_cluster_manifest_and_a_dead_claim_is_taken_over(tmp_path):
-    store = HistoryStore(f"sqlite:///{tmp_path}/h.db")
+def test_only_one_run_claims_a_cluster_manifest_and_a_dead_claim_is_taken_over(history_url):
+    store = HistoryStore(history_url)
     first = store.start_run("backup", "scheduled", "daemon")
     second = store.start_run("backup", "scheduled", "daemon")
     assert cluster_backups.claim(store, "default", CLUSTER_ID, first)
@@ -361,12 +361,12 @@ def test_retention_keeps_or_prunes_a_cluster_backups_shards_together():
     assert lone_new[0].id in decided.keep  # may still be waiting for its other shards
 
 
-def test_shards_finishing_at_once_write_the_cluster_manifest_exactly_once(tmp_path):
+def test_shards_finishing_at_once_write_the_cluster_manifest_exactly_once(history_url, tmp_path):
     import threading
 
     from redis_maint.storage import open_target
 
-    store = HistoryStore(f"sqlite:///{tmp_path}/h.db")
+    store = HistoryStore(history_url)
     catalog, target = Catalog(store), open_target(str(tmp_path / "t"))
     for p, s in THREE:
         record = _shard(p, s, THREE)
