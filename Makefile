@@ -19,7 +19,7 @@ venv: $(STAMP)
 # the check image built locally (no registry is reachable here).
 CHECK_IMAGE ?= redis-maint-check:7
 system-deps:
-	bash scripts/system-deps.sh redis compose
+	bash scripts/system-deps.sh redis compose chromium postgresql
 	bash scripts/ensure-dockerd.sh
 	bash scripts/build-check-image.sh $(CHECK_IMAGE)
 
@@ -54,6 +54,7 @@ bench: venv system-deps
 	$(BIN)/python bench/backup.py --size-mib 256 --rounds 3
 	$(BIN)/python bench/http_load.py --rounds 3
 	$(BIN)/python bench/cli_speed.py --repeat 5
+	$(BIN)/python bench/bigkeys.py --keys 200000 --repeat 3
 
 config-sample: venv
 	$(BIN)/redis-maint config sample > config/redis-maint.toml

@@ -29,7 +29,7 @@ DEFAULTS = {
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Secret-bearing settings (config.secrets kinds): their secret parts are registered with redact()
 # just as load_settings registers them, so a read command masks them in any text too.
-CREDENTIAL_URLS = (("redis_url",), ("history_url",), ("docker", "url"))
+CREDENTIAL_URLS = (("redis_url",), ("node_url",), ("history_url",), ("docker", "url"))
 ENDPOINT_URLS = (("notify", "webhook_url"), ("notify", "slack_webhook_url"), ("notify", "ping_url"))
 
 
@@ -42,6 +42,7 @@ class JobFacts:
     schedule_default: str  # as str(Schedule) prints it: a value equal to it needs no parsing
     on_demand: bool  # OnDemandSettings: its schedule must stay off
     fields: tuple[str, ...]  # the keys its settings model takes
+    scope: str = "deployment"  # Job.scope: "deployment" or "node" (one run per slot per Redis node)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from redis_maint.errors import MaintenanceError
 
 if TYPE_CHECKING:
     from redis_maint.storage import Target
+    from redis_maint.storage.base import ObjectLock
     from redis_maint.storage.s3 import S3Options
 
 
@@ -264,6 +265,53 @@ class SessionsSettings(Section):
         return value
 
 
+class AuditSettings(Section):
+    """Checkpoints of the history's evidence chain on the backup target (`audit verify` reads them)."""
+
+    object_lock_mode: Literal["", "GOVERNANCE", "COMPLIANCE"] = Field(
+        default="",
+        description="S3 Object Lock mode for audit checkpoints (and backup manifests with "
+        "jobs.backup.object_lock); the bucket must have Object Lock enabled; empty: no lock",
+    )
+    object_lock_days: int = Field(
+        default=400,
+        ge=1,
+        le=36500,
+        description="how long each locked object is retained (days); cover the audit period and then some",
+    )
+
+    def object_lock(self) -> ObjectLock | None:
+        """The retention to write with now, or None when Object Lock is off."""
+        if not self.object_lock_mode:
+            return None
+        from redis_maint.storage.base import ObjectLock
+        from redis_maint.timeutil import utcnow
+
+        return ObjectLock(self.object_lock_mode, utcnow() + timedelta(days=self.object_lock_days))
+
+
+class ArchiveSettings(Section):
+    """The AOF archiver (point-in-time recovery): Redis's incr files shipped to the target as they grow."""
+
+    enabled: bool = Field(
+        default=False,
+        description="run the archiver in the daemon (needs Redis 7's multi-part AOF, appendonly yes)",
+    )
+    interval: PositiveDuration = Field(
+        default=timedelta(seconds=5),
+        description="how often the bytes appended to the incr file are uploaded as one segment (the RPO)",
+    )
+    window: PositiveDuration = Field(
+        default=timedelta(days=7),
+        description="how far back a restore to a time can go; older generations are pruned unless a "
+        "retained backup still needs them",
+    )
+    configure_redis: bool = Field(
+        default=False,
+        description="set aof-timestamp-enabled yes on Redis (CONFIG SET, and CONFIG REWRITE when allowed)",
+    )
+
+
 class JobSpec(Protocol):
     """What the schema needs of a job to compose its settings (jobs.base.Job has it)."""
 
@@ -278,6 +326,11 @@ class Settings(Section):
     )
     redis_timeout: PositiveDuration = Field(
         default=timedelta(seconds=5), description="connect and command timeout for Redis"
+    )
+    node_url: CredentialUrl = Field(
+        default="",
+        description="the Redis node beside this sidecar, whose files data_dir holds (redis://…), when "
+        "redis_url goes through Sentinel (redis+sentinel://…); empty: the node redis_url reaches",
     )
     data_dir: str = Field(
         default="/data",
@@ -307,8 +360,14 @@ class Settings(Section):
     )
     docker: DockerSettings = Field(default_factory=DockerSettings, description="throwaway check containers")
     target: TargetSettings = Field(default_factory=TargetSettings, description="where backups are stored")
+    audit: AuditSettings = Field(
+        default_factory=AuditSettings, description="evidence checkpoints on the backup target, Object Lock"
+    )
     sessions: SessionsSettings = Field(
         default_factory=SessionsSettings, description="the session keys: layout, JSON fields, batching"
+    )
+    archive: ArchiveSettings = Field(
+        default_factory=ArchiveSettings, description="the AOF archiver: point-in-time recovery"
     )
     # Without the jobs' models (with_jobs) this holds the raw [jobs.*] tables, unvalidated.
     jobs: Any = Field(default_factory=dict, description="per-job settings")
@@ -319,9 +378,26 @@ class Settings(Section):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
+        if value.startswith("redis+sentinel://"):
+            from redis_maint.topology.sentinel import parse
+
+            parse(value)  # ValueError: what is wrong with it, never the secret
+            return value
         if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+            raise ValueError("must start with redis://, rediss://, unix:// or redis+sentinel://")
         return value
+
+    @field_validator("node_url")
+    @classmethod
+    def _node_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be empty or start with redis://, rediss:// or unix:// (one node)")
+        return value
+
+    @property
+    def node_redis_url(self) -> str:
+        """The node whose files data_dir holds: node_url, else redis_url (through Sentinel: the primary)."""
+        return self.node_url or self.redis_url
 
     @field_validator("timezone")
     @classmethod

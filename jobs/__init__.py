@@ -6,12 +6,18 @@ from typing import Any
 
 from jobs import (
     aof_check,
+    audit_checkpoint,
+    audit_report,
+    audit_verify,
     backup,
     backup_age,
+    backup_audit,
     backup_check,
     backup_keep,
+    backup_reconcile,
     backup_restore,
     backup_verify,
+    diagnose,
     health,
     session_delete,
     session_sweep,
@@ -32,6 +38,12 @@ REGISTRY: dict[str, Job] = {
         backup_restore.JOB,
         backup_keep.KEEP,
         backup_keep.UNKEEP,
+        diagnose.JOB,
+        audit_report.JOB,
+        backup_reconcile.JOB,
+        backup_audit.JOB,
+        audit_verify.JOB,
+        audit_checkpoint.JOB,
     )
 }
 

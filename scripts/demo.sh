@@ -29,6 +29,7 @@ echo "== a throwaway Redis on port $PORT, seeded with sample sessions"
 $BIN/python scripts/seed_sessions.py --url "$REDIS_MAINT_REDIS_URL" --count 2000
 
 status=0
+first_day=$(date -u +%F)  # the report's range starts here (the demo may cross midnight UTC)
 # Every scheduled job once, through the same run path as the daemon.
 scheduled=$($BIN/redis-maint jobs --json | $BIN/python -c 'import json,sys; print(" ".join(j["name"] for j in json.load(sys.stdin) if j["schedule"] != "off"))')
 for job in $scheduled; do
@@ -51,4 +52,20 @@ $BIN/redis-maint --log-format text backups restore "$newest" --target "$PWD/$DEM
 echo
 echo "== redis-maint history"
 $BIN/redis-maint history
+
+# The auditor's report of the demo, and how a browser renders it (both kept as artefacts).
+echo
+echo "== redis-maint report --from $first_day --to $(date -u +%F) --out $DEMO/report.html"
+$BIN/redis-maint --log-format text report --from "$first_day" --to "$(date -u +%F)" --out "$DEMO/report.html" \
+  --as demo || status=1
+if command -v chromium >/dev/null; then
+  chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
+    --disable-component-update --disable-sync --user-data-dir="$PWD/$DEMO/chromium-profile" \
+    --screenshot="$PWD/$DEMO/report.png" --window-size=1280,2000 "file://$PWD/$DEMO/report.html" \
+    >"$DEMO/chromium.log" 2>&1 || status=1
+  rm -rf "$DEMO/chromium-profile"
+  echo "   rendered by headless Chromium: $DEMO/report.png"
+else
+  echo "   no chromium here (make system-deps installs it): no $DEMO/report.png"
+fi
 exit $status

@@ -13,4 +13,6 @@ pytest_plugins = [
     "tests.support.fixtures.backup",  # backup_env, bucket
     "tests.support.fixtures.docker",  # docker_engine, check_image, local_image, no_leftovers
     "tests.support.fixtures.cluster",  # redis_cluster
+    "tests.support.fixtures.postgres",  # postgres_server, postgres_url, history_url (sqlite | postgresql)
+    "tests.support.fixtures.sentinel",  # sentinel_bed, sentinel_bed_to_fail (primary, replica, Sentinel)
 ]

@@ -27,6 +27,11 @@ COMMANDS = {
     "backups": "redis_maint.cli.backups_cmd:backups",
     "sessions": "redis_maint.cli.sessions_cmd:sessions",
     "completion": "redis_maint.cli.completion_cmd:completion",
+    "diagnose": "redis_maint.cli.diagnose_cmd:diagnose",
+    "audit": "redis_maint.cli.audit_cmd:audit",
+    "report": "redis_maint.cli.report_cmd:report",
+    "keys": "redis_maint.cli.keys_cmd:keys",
+    "archive": "redis_maint.cli.archive_cmd:archive",
 }
 
 
@@ -98,6 +103,7 @@ class App:
     quiet_logs: bool = False  # a person at a terminal: warnings and errors only, unless -v
     _settings: Any = field(default=None, repr=False)
     _core: Any = field(default=None, repr=False)
+    _view: Any = field(default=None, repr=False)
     _runner: Any = field(default=None, repr=False)
 
     def settings(self) -> Any:
@@ -120,6 +126,18 @@ class App:
             self._core = self._loaded(load_settings(self.config_path))
         return self._core
 
+    def read_settings(self) -> Any:
+        """What reading the history needs (history_url, log_level, instance, timezone, state_dir, the
+        jobs' schedules), checked without building the settings model (config/core_view.py); a bad
+        value there exits 2 with the full path's message. Full settings when already loaded."""
+        if self._settings is not None or self._core is not None:
+            return self._settings if self._settings is not None else self._core
+        if self._view is None:
+            from config.loader import load_core
+
+            self._view = self._loaded(load_core(self.config_path))
+        return self._view
+
     def _loaded(self, settings: Any) -> Any:
         self.setup_logs(settings.log_level)
         return settings
@@ -132,7 +150,7 @@ class App:
     def store(self):
         from redis_maint.history.runs import HistoryStore
 
-        return HistoryStore(self.core_settings().history_url)
+        return HistoryStore(self.read_settings().history_url)
 
     def runner(self):
         """This process's Runner, made on first use: every run and operation goes through it."""
