@@ -142,6 +142,7 @@ class ClusterState:
             "shards_expected": self.shards_expected,
             "slots_covered": self.slots_covered,
             "manifest": self.manifest_uri,
+            "manifest_by": (self.row or {}).get("claimed_by_run"),  # the run that writes (wrote) it
             "waiting_for": self.missing(),
             "problems": list(self.problems),
         }
@@ -204,7 +205,7 @@ def finish(
         return state.summary()
     if not cluster_backups.claim(catalog.store, instance, cluster_id, run_id):
         now = load(catalog, instance, cluster_id)  # another shard's run writes it (or just did)
-        return {**now.summary(), "manifest_by": (now.row or {}).get("claimed_by_run")}
+        return now.summary()
     try:
         manifest = build_manifest(state, target, run_id=run_id)
         data = (json.dumps(manifest, indent=2) + "\n").encode()
@@ -224,7 +225,7 @@ def finish(
     except BaseException:
         cluster_backups.release(catalog.store, instance, cluster_id, run_id)
         raise
-    return {**load(catalog, instance, cluster_id).summary(), "manifest_by": run_id}
+    return load(catalog, instance, cluster_id).summary()
 
 
 def build_manifest(state: ClusterState, target: Target, *, run_id: int) -> dict[str, Any]:
