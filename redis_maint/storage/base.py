@@ -63,9 +63,12 @@ class Target(Protocol):
         None where size and sha256 are the whole record (a local target).
         """
 
-    def put_bytes(self, key: str, data: bytes, *, lock: ObjectLock | None = None) -> ObjectInfo | None:
+    def put_bytes(
+        self, key: str, data: bytes, *, lock: ObjectLock | None = None, metadata: dict[str, str] | None = None
+    ) -> ObjectInfo | None:
         """Store a small object whole. With `lock`, write it under S3 Object Lock retention (a target
-        that cannot raises StorageError saying what to change, and writes nothing)."""
+        that cannot raises StorageError saying what to change, and writes nothing). `metadata`: short
+        ASCII pairs kept with the object where the backend has object metadata (S3 x-amz-meta-*)."""
 
     def check_object_lock(self) -> None:
         """StorageError naming the bucket and what to do unless objects can be written with Object Lock here."""

@@ -63,7 +63,10 @@ class LocalTarget:
         with self._writing(key) as out:
             copy_hashed(Path(path), out, sha256, checkpoint, on_bytes)
 
-    def put_bytes(self, key: str, data: bytes, *, lock: ObjectLock | None = None) -> None:
+    def put_bytes(
+        self, key: str, data: bytes, *, lock: ObjectLock | None = None, metadata: dict[str, str] | None = None
+    ) -> None:
+        """`metadata` has no place on a local target: callers keep it elsewhere too (the history store)."""
         if lock is not None:
             self.check_object_lock()
         with self._writing(key) as out:

@@ -151,8 +151,12 @@ class S3Target:
         # s3transfer returns nothing of the new object: its ETag and VersionId come from a HEAD.
         return self.head(key)
 
-    def put_bytes(self, key: str, data: bytes, *, lock: ObjectLock | None = None) -> ObjectInfo:
+    def put_bytes(
+        self, key: str, data: bytes, *, lock: ObjectLock | None = None, metadata: dict[str, str] | None = None
+    ) -> ObjectInfo:
         args = self.write_args()
+        if metadata:
+            args["Metadata"] = dict(metadata)
         if lock is not None:
             args.update(ObjectLockMode=lock.mode, ObjectLockRetainUntilDate=lock.retain_until)
         try:

@@ -1,0 +1,525 @@
+"""The archiver: every interval, the bytes Redis appended to its incr file go to the target as a segment.
+
+One tick:
+1. Only on a primary (INFO replication role:master): a replica's files are not the source of truth.
+2. Redis's clock (TIME) is read first: once every byte the file held after that instant is archived,
+   every write acknowledged before it is safe (`safe_until`; lag = Redis's clock - safe_until).
+3. The AOF manifest says which base and incr files are live. A new base (a rewrite finished) starts a
+   new generation; so does an incr file replaced (other inode) or truncated (shorter than the archived
+   offset), with the reason. A new generation ships its base first (pinned: opened with the incr file
+   under one manifest read, then hard-linked or copied into staging), then generation.json, and only
+   then becomes the current one in the history store: base + increments never have a gap.
+4. Segments are cut at command boundaries (follower.py); each is uploaded, and only after the upload
+   succeeded does the position move (state.py). A crash between the two uploads the same bytes again
+   under the same key (its offset): never a second, different segment, and never a skipped byte.
+
+The followed incr file stays open between ticks, so a rewrite that deletes it cannot lose its tail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import stat
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import redis
+
+from redis_maint.archive import layout
+from redis_maint.archive.follower import MAX_SEGMENT_BYTES, read_segment
+from redis_maint.archive.state import ArchiveState, Generation
+from redis_maint.errors import MaintenanceError, SnapshotError
+from redis_maint.snapshot.aof_manifest import AofEntry, parse_aof_manifest
+from redis_maint.snapshot.bgsave import redis_call, server_time
+from redis_maint.snapshot.datafiles import DataLayout, discover_layout
+from redis_maint.storage import Target
+from redis_maint.timeutil import isoformat, utcnow
+
+log = logging.getLogger("redis_maint.archive.archiver")
+
+PIN_ATTEMPTS = 3
+BACKOFF_MAX_S = 60.0
+BASE_CHUNK = 1 << 20
+
+
+class NotArchivable(MaintenanceError):
+    """Redis's files cannot be archived as they are (no multi-part AOF): says what to change."""
+
+
+@dataclass(frozen=True)
+class ArchiverOptions:
+    instance: str
+    data_dir: Path
+    staging_dir: Path
+    interval_s: float = 5.0
+    max_segment_bytes: int = MAX_SEGMENT_BYTES
+    backoff_max_s: float = BACKOFF_MAX_S
+
+
+@dataclass
+class TickReport:
+    generation: str | None = None
+    skipped: str | None = None  # why nothing was archived (a replica)
+    started: list[str] = field(default_factory=list)  # reasons of generations started in this tick
+    segments: int = 0
+    bytes: int = 0
+    offset: int | None = None
+    safe_until: datetime | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "generation": self.generation,
+            "skipped": self.skipped,
+            "started": self.started,
+            "segments": self.segments,
+            "bytes": self.bytes,
+            "offset": self.offset,
+            "safe_until": isoformat(self.safe_until),
+        }
+
+
+@dataclass
+class _Followed:
+    generation: str
+    name: str
+    fd: int
+    inode: int
+
+
+@dataclass
+class _Live:
+    """What the AOF manifest says now."""
+
+    text: str
+    base: AofEntry
+    incrs: list[AofEntry]
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.incrs]
+
+
+class Archiver:
+    def __init__(
+        self,
+        options: ArchiverOptions,
+        client: redis.Redis,
+        target: Target,
+        state: ArchiveState,
+        *,
+        backup_id: Callable[[], str | None] | None = None,
+    ):
+        self.o = options
+        self.client = client
+        self.target = target
+        self.state = state
+        self.layout: DataLayout | None = None
+        self._followed: _Followed | None = None
+        self.skew_s = 0.0  # Redis's clock minus ours, from the last TIME
+        self._backup_id = backup_id or (lambda: None)
+
+    # -- one tick -----------------------------------------------------------------------
+    def tick(self) -> TickReport:
+        report = TickReport()
+        role = _role(self.client)
+        if role != "master":
+            self.close()
+            report.skipped = f"this node is a {role}: only the primary's sidecar archives"
+            return report
+        t0 = self._redis_now()
+        live = self._live()
+        cur = self.state.current()
+        why = self._why_new_generation(cur, live, report)
+        if why is not None:
+            cur = self._start(why, report)
+            live = self._live()
+        cur = self._ship(cur, live, t0, report)
+        report.generation, report.offset = cur.generation, cur.offset
+        return report
+
+    def _ship(self, cur: Generation, live: _Live, t0: datetime, report: TickReport) -> Generation:
+        """Archive the followed incr file up to what stat sees, then the next ones of the manifest."""
+        while True:
+            f = self._follow(cur)
+            names = live.names()
+            final = cur.incr_file not in names or cur.incr_file != names[-1]
+            size = os.fstat(f.fd).st_size
+            offset = cur.offset
+            while True:
+                chunk = read_segment(f.fd, offset, size, final=final, max_bytes=self.o.max_segment_bytes)
+                if chunk is None:
+                    break
+                at_end = chunk.end == size and not final
+                seg = layout.SegmentMeta(
+                    cur.generation, cur.incr_file, chunk.offset, len(chunk.data), chunk.sha256,
+                    chunk.first_ts, chunk.last_ts, utcnow(),
+                )  # fmt: skip
+                self.target.put_bytes(seg.key(self.o.instance), chunk.data, metadata=seg.to_metadata())
+                self.state.record_segment(seg, f.inode, t0 if at_end else None)
+                report.segments += 1
+                report.bytes += seg.length
+                offset = seg.end
+                if at_end:
+                    report.safe_until = t0
+            if not final:
+                if offset == size and report.safe_until is None:
+                    self.state.mark_safe(cur.generation, cur.incr_file, offset, t0)
+                    report.safe_until = t0
+                return self.state.current() or cur
+            nxt = _next_incr(names, cur.incr_file)
+            if nxt is None:  # the file left the manifest and nothing follows it: a rewrite, next tick
+                return self.state.current() or cur
+            fd, inode = self._open_incr(nxt)
+            self.state.follow(cur.generation, cur.incr_file, offset, nxt, inode)
+            self._replace_followed(_Followed(cur.generation, nxt, fd, inode))
+            cur = self.state.current() or cur
+
+    def _why_new_generation(self, cur: Generation | None, live: _Live, report: TickReport) -> str | None:
+        if cur is None:
+            return f"{layout.REASON_FIRST}: no archive state for {self.o.instance}"
+        if cur.base_name != live.base.name:
+            self._finish_followed(cur, report)
+            return (
+                f"{layout.REASON_REWRITE}: the AOF manifest names a new base {live.base.name} "
+                f"(was {cur.base_name})"
+            )
+        return self._broken_continuity(cur)
+
+    def _finish_followed(self, cur: Generation, report: TickReport) -> None:
+        """A rewrite replaced the base: the incr file followed so far (still open) is shipped to its end."""
+        try:
+            f = self._follow(cur)
+        except _Gone:
+            log.warning(
+                "the incr file followed was deleted before its end was archived",
+                extra={"generation": cur.generation, "incr_file": cur.incr_file, "offset": cur.offset},
+            )
+            return
+        size, offset = os.fstat(f.fd).st_size, cur.offset
+        while (
+            chunk := read_segment(f.fd, offset, size, final=True, max_bytes=self.o.max_segment_bytes)
+        ) is not None:
+            seg = layout.SegmentMeta(
+                cur.generation, cur.incr_file, chunk.offset, len(chunk.data), chunk.sha256,
+                chunk.first_ts, chunk.last_ts, utcnow(),
+            )  # fmt: skip
+            self.target.put_bytes(seg.key(self.o.instance), chunk.data, metadata=seg.to_metadata())
+            self.state.record_segment(seg, f.inode, None)
+            report.segments += 1
+            report.bytes += seg.length
+            offset = seg.end
+
+    def _broken_continuity(self, cur: Generation) -> str | None:
+        """Why the archive cannot continue from the state's position, or None."""
+        try:
+            f = self._follow(cur)
+        except _Gone:
+            return f"{layout.REASON_LOST}: {cur.incr_file} is gone from the data dir at offset {cur.offset}"
+        st = os.stat(self._aof_path(cur.incr_file)) if self._exists(cur.incr_file) else None
+        if st is not None and st.st_ino != f.inode:
+            return (
+                f"{layout.REASON_REPLACED}: {cur.incr_file} is another file now (inode {st.st_ino}, was "
+                f"{f.inode}): Redis restarted on other files or was restored"
+            )
+        size = os.fstat(f.fd).st_size
+        if size < cur.offset:
+            return (
+                f"{layout.REASON_TRUNCATED}: {cur.incr_file} was truncated from {cur.offset} to {size} bytes"
+            )
+        return None
+
+    # -- generations --------------------------------------------------------------------
+    def _start(self, reason: str, report: TickReport) -> Generation:
+        """Ship the base (pinned with the first incr file) and generation.json, then make it current."""
+        for attempt in range(1, PIN_ATTEMPTS + 1):
+            try:
+                return self._start_once(reason, report)
+            except _Changed as exc:
+                log.info(
+                    "AOF files changed while a generation started; retrying",
+                    extra={"attempt": attempt, "why": str(exc)},
+                )
+        raise SnapshotError(
+            f"the AOF manifest kept changing while the archive started a generation ({PIN_ATTEMPTS} attempts); "
+            "AOF rewrites may be running back to back: the archiver retries on its next tick"
+        )
+
+    def _start_once(self, reason: str, report: TickReport) -> Generation:
+        text = self._manifest_text()
+        live = _parse_live(text, self._manifest_path())
+        first = live.incrs[0]
+        with contextlib.ExitStack() as stack:
+            base_fd = _open(self._aof_path(live.base.name))
+            stack.callback(os.close, base_fd)
+            incr_fd = _open(self._aof_path(first.name))
+            if self._manifest_text() != text:
+                os.close(incr_fd)
+                raise _Changed("the AOF manifest was rewritten while its files were being opened")
+            try:
+                base_st = os.fstat(base_fd)
+                created = utcnow()
+                gen_id = layout.new_generation_id(created)
+                sha = self._ship_base(base_fd, live.base.name, gen_id)
+                incr_st = os.fstat(incr_fd)
+                gen_manifest = layout.GenerationManifest(
+                    instance=self.o.instance,
+                    generation=gen_id,
+                    created_at=created,
+                    reason=reason,
+                    aof_manifest=text,
+                    base_name=live.base.name,
+                    base_sha256=sha,
+                    base_size=base_st.st_size,
+                    base_mtime=datetime.fromtimestamp(base_st.st_mtime, UTC),
+                    incr_files=live.names(),
+                    backup_id=self._backup_id(),
+                )
+                self.target.put_bytes(layout.manifest_key(self.o.instance, gen_id), gen_manifest.dumps())
+                gen = Generation(
+                    instance=self.o.instance,
+                    generation=gen_id,
+                    status="current",
+                    reason=reason,
+                    created_at=created,
+                    backup_id=gen_manifest.backup_id,
+                    base_name=live.base.name,
+                    base_sha256=sha,
+                    base_time=gen_manifest.base_mtime,
+                    incr_file=first.name,
+                    incr_inode=incr_st.st_ino,
+                    offset=0,
+                    safe_until=None,
+                    last_segment_at=None,
+                    segments=0,
+                    bytes=0,
+                    updated_at=created,
+                    closed_at=None,
+                )
+                self.state.start(gen)
+            except BaseException:
+                os.close(incr_fd)
+                raise
+        self._replace_followed(_Followed(gen_id, first.name, incr_fd, incr_st.st_ino))
+        report.started.append(reason)
+        log.warning("archive generation started", extra={"generation": gen_id, "reason": reason})
+        return gen
+
+    def _ship_base(self, fd: int, name: str, generation: str) -> str:
+        """Stage the pinned base (a hard link when it is the same inode, else a copy), hash, upload."""
+        self.o.staging_dir.mkdir(parents=True, exist_ok=True)
+        staged = self.o.staging_dir / f"{generation}-{name}"
+        staged.unlink(missing_ok=True)
+        try:
+            if not _link_same(self._aof_path(name), staged, os.fstat(fd)):
+                with open(staged, "wb") as out:
+                    _copy_fd(fd, out)
+            digest = _sha256_file(staged)
+            self.target.put_file(layout.base_key(self.o.instance, generation, name), staged, sha256=digest)
+            return digest
+        finally:
+            staged.unlink(missing_ok=True)
+
+    # -- files --------------------------------------------------------------------------
+    def _layout(self) -> DataLayout:
+        if self.layout is None:
+            found = discover_layout(self.client)
+            if not found.aof_enabled or not found.aof_dir:
+                raise NotArchivable(
+                    "the archive follows Redis 7's multi-part AOF, but appendonly is "
+                    f"{'yes' if found.aof_enabled else 'no'} and appenddirname is {found.aof_dir or 'unset'}; "
+                    "set appendonly yes (Redis 7), or archive.enabled = false"
+                )
+            self.layout = found
+        return self.layout
+
+    def _aof_path(self, name: str) -> Path:
+        return self.o.data_dir / self._layout().aof_dir / name
+
+    def _manifest_path(self) -> Path:
+        lay = self._layout()
+        return self.o.data_dir / lay.aof_dir / f"{lay.aof_file}.manifest"
+
+    def _manifest_text(self) -> str:
+        path = self._manifest_path()
+        try:
+            return path.read_text()
+        except FileNotFoundError:
+            raise SnapshotError(
+                f"{path} does not exist; check REDIS_MAINT_DATA_DIR (where this process sees Redis's data dir)"
+            ) from None
+
+    def _live(self) -> _Live:
+        return _parse_live(self._manifest_text(), self._manifest_path())
+
+    def _exists(self, name: str) -> bool:
+        return self._aof_path(name).exists()
+
+    def _open_incr(self, name: str) -> tuple[int, int]:
+        try:
+            fd = _open(self._aof_path(name))
+        except _Changed:
+            raise SnapshotError(f"{self._aof_path(name)} is named by the AOF manifest but missing") from None
+        return fd, os.fstat(fd).st_ino
+
+    def _follow(self, cur: Generation) -> _Followed:
+        """The open incr file the state names (opened by name after a restart)."""
+        f = self._followed
+        if f is not None and f.generation == cur.generation and f.name == cur.incr_file:
+            return f
+        try:
+            fd = _open(self._aof_path(cur.incr_file))
+        except _Changed:
+            raise _Gone(cur.incr_file) from None
+        st = os.fstat(fd)
+        f = _Followed(
+            cur.generation, cur.incr_file, fd, cur.incr_inode if cur.incr_inode is not None else st.st_ino
+        )
+        if st.st_ino != f.inode:
+            f.inode = -1  # not the file the state archived: _broken_continuity names it
+        self._replace_followed(f)
+        return f
+
+    def _replace_followed(self, f: _Followed | None) -> None:
+        old, self._followed = self._followed, f
+        if old is not None and (f is None or old.fd != f.fd):
+            os.close(old.fd)
+
+    def close(self) -> None:
+        self._replace_followed(None)
+
+    def _redis_now(self) -> datetime:
+        now = server_time(self.client)
+        self.skew_s = now - time.time()
+        return datetime.fromtimestamp(now, UTC)
+
+    def redis_now(self) -> datetime:
+        """Redis's clock as of now, from the last TIME (for the lag metric, without a round trip)."""
+        return utcnow() + timedelta(seconds=self.skew_s)
+
+
+class _Changed(Exception):
+    pass
+
+
+class _Gone(Exception):
+    pass
+
+
+def _role(client: redis.Redis) -> str:
+    return str(redis_call(client, client.info, "replication").get("role", "?"))
+
+
+def _parse_live(text: str, path: Path) -> _Live:
+    entries = parse_aof_manifest(text, source=str(path))
+    bases = [e for e in entries if e.type == "b"]
+    incrs = sorted((e for e in entries if e.type == "i"), key=lambda e: e.seq)
+    if not bases or not incrs:
+        raise _Changed(f"{path} names no base or no incr file yet")
+    return _Live(text, bases[0], incrs)
+
+
+def _next_incr(names: list[str], current: str) -> str | None:
+    if current in names:
+        i = names.index(current)
+        return names[i + 1] if i + 1 < len(names) else None
+    return None
+
+
+def _open(path: Path) -> int:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise _Changed(f"{path.name} disappeared (an AOF rewrite replaced it)") from None
+    except OSError as exc:
+        raise SnapshotError(
+            f"cannot open {path}: {exc.strerror}; check permissions of the data dir"
+        ) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise SnapshotError(f"{path} is not a regular file")
+    return fd
+
+
+def _link_same(src: Path, dest: Path, pinned: os.stat_result) -> bool:
+    try:
+        os.link(src, dest)
+    except OSError:
+        return False
+    st = os.stat(dest)
+    if (st.st_dev, st.st_ino) != (pinned.st_dev, pinned.st_ino):
+        dest.unlink()
+        return False
+    return True
+
+
+def _copy_fd(fd: int, out) -> None:
+    offset = 0
+    while data := os.pread(fd, BASE_CHUNK, offset):
+        out.write(data)
+        offset += len(data)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while data := fh.read(BASE_CHUNK):
+            digest.update(data)
+    return digest.hexdigest()
+
+
+# -- the long-lived loop --------------------------------------------------------------------------
+class Loop:
+    """Ticks every interval until `stop`; failures (target or Redis unreachable) keep the position and
+    retry with a backoff, so the lag grows and then catches up. A lost lease or a state that another
+    archiver moved ends the loop."""
+
+    def __init__(
+        self, archiver: Archiver, stop: threading.Event, on_tick: Callable[[TickReport], None] | None = None
+    ):
+        self.archiver = archiver
+        self.stop = stop
+        self.on_tick = on_tick
+        self.failures = 0
+        self.last_error: str | None = None
+
+    def run(self) -> None:
+        from redis_maint.archive.state import StateConflictError
+        from redis_maint.errors import LeaseLostError
+
+        interval = self.archiver.o.interval_s
+        try:
+            while not self.stop.is_set():
+                started = time.monotonic()
+                try:
+                    report = self.archiver.tick()
+                    self.failures, self.last_error = 0, None
+                    if self.on_tick is not None:
+                        self.on_tick(report)
+                    wait = interval - (time.monotonic() - started)
+                except (LeaseLostError, StateConflictError) as exc:
+                    log.error("the archiver stops", extra={"error": str(exc)})
+                    return
+                except (MaintenanceError, redis.RedisError, OSError, _Changed) as exc:
+                    self.failures += 1
+                    self.last_error = str(exc)
+                    wait = min(interval * 2 ** min(self.failures, 10), self.archiver.o.backoff_max_s)
+                    log.warning(
+                        "archive tick failed; position kept, retrying",
+                        extra={"failures": self.failures, "retry_in_s": round(wait, 2), "error": str(exc)},
+                    )
+                self.stop.wait(max(wait, 0.0))
+        finally:
+            self.archiver.close()
+
+
+def clear_staging(staging_dir: Path) -> None:
+    """Leftovers of a killed generation start."""
+    if staging_dir.is_dir() and not staging_dir.is_symlink():
+        shutil.rmtree(staging_dir, ignore_errors=True)
