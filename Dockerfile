@@ -20,7 +20,8 @@ RUN set -eu; \
     fi; \
     /opt/venv/bin/pip install --no-cache-dir --no-index --find-links "$wheels" redis-maint; \
     /opt/venv/bin/pip uninstall --yes pip setuptools wheel >/dev/null 2>&1 || true; \
-    /opt/venv/bin/redis-maint --help >/dev/null
+    /opt/venv/bin/redis-maint --help >/dev/null; \
+    /opt/venv/bin/python -c "import tempfile; from redis_maint.history import db; db.engine_for('sqlite:///' + tempfile.mkdtemp() + '/h.db')"
 
 FROM ${BASE_IMAGE}
 # Redis's data files belong to gid 1000 in redis:7-alpine: our primary group reads them.
