@@ -4,6 +4,7 @@ local directory and S3 (moto's server) targets."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -25,7 +26,9 @@ MARCH = [datetime(2024, 3, 10 - n, 3, tzinfo=UTC) for n in range(3)]  # 10, 9, 8
 @pytest.fixture
 def local(tmp_path):
     """Catalog and target as the CLI sees them (the conftest's history and backup dir)."""
-    return Catalog(HistoryStore(f"sqlite:///{tmp_path}/history.db")), open_target(str(tmp_path / "backups"))
+    return Catalog(HistoryStore(os.environ["REDIS_MAINT_HISTORY_URL"])), open_target(
+        str(tmp_path / "backups")
+    )
 
 
 def one_a_day(monkeypatch) -> None:
@@ -73,6 +76,7 @@ def test_no_prune_stores_the_backup_and_prunes_nothing(cli, redis_server, backup
     assert f"pruned  {old[0]}  older than 2d; daily 2024-03-10: not among the last 1 day" in human.output
 
 
+@pytest.mark.usefixtures("history_url")  # SQLite, then PostgreSQL
 def test_keep_and_unkeep_are_recorded_with_who_and_why(cli, local):
     catalog, target = local
     backup_id = fake_backup(target, catalog, MARCH[0])
@@ -121,6 +125,7 @@ def test_keep_and_unkeep_are_recorded_with_who_and_why(cli, local):
     assert catalog.get(backup_id).events[-1]["detail"] == "by tester"
 
 
+@pytest.mark.usefixtures("history_url")  # SQLite, then PostgreSQL
 def test_keep_refuses_unknown_pruned_and_incomplete_backups_with_exit_2(cli, local):
     catalog, target = local
     pruned = fake_backup(target, catalog, MARCH[1])

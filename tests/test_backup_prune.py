@@ -133,8 +133,8 @@ def test_a_pending_backup_left_by_a_killed_run_is_marked_failed_by_the_next(cli,
     assert record.status == "failed" and "abandoned" in record.error
 
 
-def test_a_prune_claimed_but_not_carried_out_is_finished_by_the_next_run(tmp_path):
-    catalog, target = Catalog(HistoryStore(f"sqlite:///{tmp_path}/h.db")), open_target(str(tmp_path / "t"))
+def test_a_prune_claimed_but_not_carried_out_is_finished_by_the_next_run(tmp_path, history_url):
+    catalog, target = Catalog(HistoryStore(history_url)), open_target(str(tmp_path / "t"))
     interrupted = fake_backup(target, catalog, datetime(2024, 1, 1, 3, tzinfo=UTC))
     newest = fake_backup(target, catalog, datetime(2024, 1, 2, 3, tzinfo=UTC))
     assert catalog.mark_pruned(interrupted, "retention (a run killed before deleting the files)")

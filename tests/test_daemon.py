@@ -11,6 +11,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from freezegun import freeze_time
 
 from config import load_settings
@@ -23,6 +24,7 @@ from tests.support.daemon import Scheduled, only_health_settings, start_daemon, 
 from tests.support.history import current_store
 
 
+@pytest.mark.usefixtures("history_url")
 def test_daemon_catches_up_then_runs_on_schedule_and_stops_on_sigterm(redis_server):
     proc = start_daemon(REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1s")
     try:
@@ -42,6 +44,7 @@ def test_daemon_catches_up_then_runs_on_schedule_and_stops_on_sigterm(redis_serv
     assert '"msg": "daemon stopped"' in err
 
 
+@pytest.mark.usefixtures("history_url")
 def test_sigkill_mid_run_then_restart_marks_the_run_interrupted(redis_server):
     sleeper = subprocess.Popen(
         ["redis-cli", "-p", str(redis_server.port), "DEBUG", "SLEEP", "3"], stdout=subprocess.DEVNULL
@@ -89,6 +92,7 @@ def _succeeded_at(store: HistoryStore, when: datetime) -> None:
         store.finish_run(run_id, RunStatus.SUCCEEDED, {}, None)
 
 
+@pytest.mark.usefixtures("history_url")
 def test_catch_up_runs_a_job_that_missed_its_nightly_slot_and_records_the_miss():
     settings = only_health_settings("0 3 * * *")
     store = current_store()
@@ -100,6 +104,7 @@ def test_catch_up_runs_a_job_that_missed_its_nightly_slot_and_records_the_miss()
     assert [m.started_at for m in missed] == [datetime(2026, 3, 10, 3, 0, tzinfo=UTC)]
 
 
+@pytest.mark.usefixtures("history_url")
 def test_catch_up_skips_a_job_that_ran_within_its_period():
     settings = only_health_settings("0 3 * * *")
     store = current_store()
@@ -109,6 +114,7 @@ def test_catch_up_skips_a_job_that_ran_within_its_period():
     assert store.list(job="health", status="missed") == []
 
 
+@pytest.mark.usefixtures("history_url")
 def test_catch_up_runs_a_job_that_never_succeeded_without_inventing_a_miss():
     settings = only_health_settings("0 3 * * *")
     with freeze_time(datetime(2026, 3, 10, 9, 0, tzinfo=UTC)):
@@ -121,6 +127,7 @@ def test_catch_up_ignores_jobs_that_are_off():
         assert Daemon(only_health_settings("off")).catch_up() == []
 
 
+@pytest.mark.usefixtures("history_url")
 def test_a_run_still_going_at_its_next_slot_is_recorded_as_skipped_by_the_real_scheduler(monkeypatch):
     import jobs
 
@@ -146,6 +153,7 @@ def test_a_run_still_going_at_its_next_slot_is_recorded_as_skipped_by_the_real_s
     )
 
 
+@pytest.mark.usefixtures("history_url")
 def test_a_slot_missed_beyond_the_misfire_grace_is_recorded_by_the_real_scheduler():
     scheduled = Scheduled(only_health_settings("0 3 * * *"))
     due = (utcnow() - timedelta(seconds=10)).replace(microsecond=0)

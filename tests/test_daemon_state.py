@@ -6,6 +6,8 @@ import signal
 import socket
 from datetime import timedelta
 
+import pytest
+
 from redis_maint.history import db
 from redis_maint.history.daemons import DaemonState, all_daemons
 from redis_maint.timeutil import utcnow
@@ -52,6 +54,7 @@ def test_jobs_shows_the_live_daemons_schedules_not_the_callers_config(redis_serv
     assert list(health)[:6] == ["name", "description", "schedule", "timezone", "next_run", "last_run"]
 
 
+@pytest.mark.usefixtures("history_url")
 def test_after_a_clean_stop_jobs_shows_the_config_with_no_next_run(redis_server, cli):
     proc = start_daemon(REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1h", **BEAT)
     try:
@@ -71,6 +74,7 @@ def test_after_a_clean_stop_jobs_shows_the_config_with_no_next_run(redis_server,
     assert check["ok"] and check["detail"].startswith("no daemon running"), check
 
 
+@pytest.mark.usefixtures("history_url")
 def test_doctor_reports_a_killed_daemon_as_stale_until_one_starts_again(redis_server, cli):
     proc = start_daemon(REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1h", **BEAT)
     wait_for(lambda: _jobs(cli)["health"]["schedule_source"] == "daemon", timeout=20, what="the daemon")
@@ -97,6 +101,7 @@ def test_doctor_reports_a_killed_daemon_as_stale_until_one_starts_again(redis_se
     assert check["ok"] and f"pid {again.pid}" in check["detail"], check
 
 
+@pytest.mark.usefixtures("history_url")
 def test_doctor_reports_a_daemon_on_another_host_whose_heartbeat_stopped(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("REDIS_MAINT_DATA_DIR", str(tmp_path))
     store = current_store()

@@ -16,7 +16,9 @@ from sqlalchemy.exc import OperationalError
 from redis_maint.errors import HistoryError
 from redis_maint.history import db, db_errors
 from redis_maint.history.runs import HistoryStore, RunStatus
+from redis_maint.redact import redact_url
 from tests.support.common import ROOT
+from tests.support.services.postgres import PASSWORD as PG_PASSWORD
 
 SQL_MARKERS = ("SELECT", "INSERT", "UPDATE", "PRAGMA", "CREATE TABLE", "[SQL", "[parameters")
 NOBODY = 65534
@@ -69,22 +71,24 @@ def test_a_parent_that_is_a_file_is_named(cli, tmp_path, history_at):
     assert "not a directory" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_a_failing_query_shows_neither_the_statement_nor_its_parameters(cli, tmp_path, history_at):
-    url = history_at(tmp_path / "history.db")
+def test_a_failing_query_shows_neither_the_statement_nor_its_parameters(cli, history_url):
+    url = history_url  # a SQLite file, then a PostgreSQL database
     store = HistoryStore(url)
-    with sqlite3.connect(tmp_path / "history.db") as raw:
-        raw.execute("DROP TABLE runs")
-        raw.execute("DROP TABLE backups")
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE runs")
+        conn.exec_driver_sql("DROP TABLE backups")
     with pytest.raises(HistoryError) as caught:
         store.record("health", "manual", RunStatus.SKIPPED, error="a-bound-parameter-value")
     message = str(caught.value)
-    assert "could not record a skipped run" in message and "no such table" in message
+    assert "could not record a skipped run" in message
+    assert "no such table" in message or 'relation "runs" does not exist' in message
     assert "a-bound-parameter-value" not in message
     assert_no_sql(message)
     for args in (("history", "--csv"), ("backups", "list", "--json")):
         result = cli(*args)
         assert result.exit_code == 1, result.output
-        assert url in result.stderr
+        assert redact_url(url) in result.stderr
+        assert PG_PASSWORD not in result.output
         assert_no_sql(result.output)
 
 
@@ -138,7 +142,10 @@ def test_a_refused_postgresql_connection_names_host_and_port_with_the_password_m
 
 
 def test_a_missing_database_driver_is_a_clean_error_not_a_traceback(cli, monkeypatch):
-    monkeypatch.setenv("REDIS_MAINT_HISTORY_URL", "postgresql://maint:Pg-Secret-4455@127.0.0.1:9/history")
+    # psycopg is a dependency now: a driver nobody installs here
+    monkeypatch.setenv(
+        "REDIS_MAINT_HISTORY_URL", "postgresql+pg8000://maint:Pg-Secret-4455@127.0.0.1:9/history"
+    )
     result = cli("history")
     assert result.exit_code == 1
     assert "driver is not installed" in result.stderr and "Traceback" not in result.stderr

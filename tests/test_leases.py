@@ -1,4 +1,5 @@
-"""Leases on a real SQLite history store: renewal, expiry across hosts, and a run that loses its lease."""
+"""Leases on a real history store (SQLite and PostgreSQL): renewal, expiry across hosts, and a run that
+loses its lease."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import threading
 import time
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 import jobs
@@ -21,6 +23,8 @@ from redis_maint.run import runner
 from redis_maint.timeutil import utcnow
 from tests.support.common import ROOT, json_out, wait_for
 from tests.support.history import current_store
+
+pytestmark = pytest.mark.usefixtures("history_url")  # each test on SQLite and on PostgreSQL
 
 WAIT_CAP_S = 30  # a safety net so a broken test ends; never a speed assertion
 

@@ -10,6 +10,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 import jobs
 from tests.support.common import ROOT, json_out, wait_for
 from tests.support.history import current_store
@@ -49,6 +51,7 @@ def _spawn(*args: str) -> subprocess.Popen:
     )
 
 
+@pytest.mark.usefixtures("history_url")
 def test_run_json_is_one_history_row(redis_server, cli):
     ran = json_out(cli("run", "health", "--json", "--as", "alice"))
     listed = json_out(cli("history", "--json"))
@@ -58,6 +61,7 @@ def test_run_json_is_one_history_row(redis_server, cli):
     assert ran["started_at"].endswith("Z") and ran["finished_at"] >= ran["started_at"]
 
 
+@pytest.mark.usefixtures("history_url")
 def test_history_is_newest_first_and_filters(redis_server, cli, monkeypatch):
     cli("run", "health")
     monkeypatch.setenv("REDIS_MAINT_REDIS_URL", "redis://127.0.0.1:1/0")
@@ -73,6 +77,7 @@ def test_history_is_newest_first_and_filters(redis_server, cli, monkeypatch):
     assert cli("history", "--since", "yesterday").exit_code == 2
 
 
+@pytest.mark.usefixtures("history_url")
 def test_two_processes_at_once_one_runs_one_is_skipped(redis_server):
     sleeper = _sleep_redis(redis_server, 3)
     first = _spawn("run", "health", "--json")
@@ -91,6 +96,7 @@ def test_two_processes_at_once_one_runs_one_is_skipped(redis_server):
     assert f"pid {first.pid} (run {ran['id']}) since" in skipped["error"]
 
 
+@pytest.mark.usefixtures("history_url")
 def test_an_unexpected_error_in_a_job_is_recorded_not_raised(redis_server, cli, monkeypatch):
     def boom(ctx):
         raise KeyError("surprise")
@@ -104,6 +110,7 @@ def test_an_unexpected_error_in_a_job_is_recorded_not_raised(redis_server, cli, 
     assert json_out(cli("run", "health", "--json"))["status"] == "failed"
 
 
+@pytest.mark.usefixtures("history_url")
 def test_a_killed_run_is_marked_interrupted_by_the_next_run(redis_server, cli):
     sleeper = _sleep_redis(redis_server, 2)
     victim = _spawn("run", "health")
@@ -129,6 +136,7 @@ def test_unknown_job_is_a_usage_error(redis_server, cli):
     assert "unknown job 'nonesuch'; known jobs:" in result.stderr
 
 
+@pytest.mark.usefixtures("history_url")
 def test_concurrent_processes_lose_no_history_rows(redis_server):
     procs = [_spawn("run", "health", "--json") for _ in range(6)]
     codes = [p.wait(timeout=60) for p in procs]
@@ -136,6 +144,7 @@ def test_concurrent_processes_lose_no_history_rows(redis_server):
     assert len(current_store().list()) == 6
 
 
+@pytest.mark.usefixtures("history_url")
 def test_jobs_lists_schedules_next_run_and_last_outcome(redis_server, cli):
     cli("run", "health")
     listed = {j["name"]: j for j in json_out(cli("jobs", "--json"))}
@@ -145,6 +154,7 @@ def test_jobs_lists_schedules_next_run_and_last_outcome(redis_server, cli):
     assert listed["health"]["last_run"]["status"] == "succeeded"
 
 
+@pytest.mark.usefixtures("history_url")
 def test_doctor_reports_each_check_and_fails_when_one_fails(redis_server, cli, monkeypatch):
     ok = cli("doctor", "--json")
     checks = {c["check"]: c for c in json_out(ok)}

@@ -257,7 +257,7 @@ class Catalog:
         **values: Any,
     ) -> None:
         with self._guard(f"record that backup {backup_id} {event}"), self.engine.begin() as conn:
-            events = conn.execute(select(db.backups.c.events).where(db.backups.c.id == backup_id)).scalar()
+            events = conn.execute(_events_for_update(backup_id)).scalar()
             conn.execute(
                 update(db.backups)
                 .where(db.backups.c.id == backup_id)
@@ -268,7 +268,7 @@ class Catalog:
     def _change_if(self, backup_id: str, conditions: tuple, event: str, detail: str, **values: Any) -> bool:
         """`_change`, only while `conditions` hold (checked in the same UPDATE); True if it applied."""
         with self._guard(f"record that backup {backup_id} {event}"), self.engine.begin() as conn:
-            events = conn.execute(select(db.backups.c.events).where(db.backups.c.id == backup_id)).scalar()
+            events = conn.execute(_events_for_update(backup_id)).scalar()
             result = conn.execute(
                 update(db.backups)
                 .where(db.backups.c.id == backup_id, *conditions)
@@ -308,6 +308,12 @@ def _keepable(backup_id: str, record: BackupRecord | None) -> None:
             f"backup {backup_id} is {record.status}{when}, so it cannot be kept: only complete backups "
             "can; pick a complete one from `redis-maint backups list --status complete`"
         )
+
+
+def _events_for_update(backup_id: str):
+    """The row's events, locked until the transaction ends: on PostgreSQL two changes at once
+    (a verify and a keep) would otherwise both append to the same old list and lose one event."""
+    return select(db.backups.c.events).where(db.backups.c.id == backup_id).with_for_update()
 
 
 def _event(event: str, detail: str, facts: dict[str, Any] | None = None) -> dict[str, Any]:

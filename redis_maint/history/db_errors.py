@@ -31,8 +31,23 @@ def guard(url: str, action: str, what: str = "history store") -> Iterator[None]:
         raise history_error(exc, url, action, what) from None
 
 
+class HistoryUnreachableError(HistoryError):
+    """The history server could not be reached, or dropped the connection: worth another try
+    (the daemon's start-up and a run's final write retry it). Never raised for a SQLite file."""
+
+
 def history_error(exc: BaseException, url: str, action: str, what: str = "history store") -> HistoryError:
-    return HistoryError(f"{what} {redact_url(url)}: could not {action}: {explain(exc, url)}")
+    kind = HistoryUnreachableError if is_unreachable(exc, url) else HistoryError
+    return kind(f"{what} {redact_url(url)}: could not {action}: {explain(exc, url)}")
+
+
+def is_unreachable(exc: BaseException, url: str) -> bool:
+    """A server store whose connection failed or broke (refused, reset, restarted, timed out)."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if _sqlite_path(url) is not None or not isinstance(exc, DBAPIError):
+        return False
+    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
 
 
 def explain(exc: BaseException, url: str) -> str:
@@ -132,6 +147,10 @@ def _server_advice(message: str, url: str) -> str | None:
         return f"nothing accepts connections at {where}; start the database server or fix host and port in {URL_SETTING}"
     if "could not translate host name" in message or "name or service not known" in message:
         return f"the host of {where} cannot be resolved; fix the host in {URL_SETTING}"
+    if any(m in message for m in _DROPPED):
+        return f"the server at {where} closed the connection (restarted or shutting down?); retry once it is back"
+    if "the database system is" in message:  # starting up, shutting down, in recovery mode
+        return f"the server at {where} is not accepting queries yet ({message}); retry in a moment"
     if "timeout" in message or "timed out" in message:
         return f"no answer from {where} in time; check the network path and the server"
     if "password authentication failed" in message or "authentication failed" in message:
@@ -141,6 +160,17 @@ def _server_advice(message: str, url: str) -> str | None:
     if "no module named" in message or "can't load plugin" in message:
         return f"the database driver for this URL is not installed ({message}); install it or use sqlite:///"
     return None
+
+
+# How psycopg and the server word a connection that went away under us.
+_DROPPED = (
+    "terminating connection",
+    "server closed the connection",
+    "connection is lost",
+    "connection is closed",
+    "consuming input failed",
+    "ssl syscall error",
+)
 
 
 def _os_error(exc: OSError) -> str:

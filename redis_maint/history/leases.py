@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from redis_maint.errors import LockHeldError
 from redis_maint.history import chain, db
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 # One token per process: tells a restarted container's pid 1 from its previous life.
 PROCESS_TOKEN = uuid.uuid4().hex
+# Times a lease take is retried after losing a race to insert the job's first lease row.
+INSERT_RACE_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -113,24 +115,43 @@ class Lease:
             "acquired_at": now,
             "expires_at": now + self.ttl,
         }
-        try:
-            with self.store.engine.begin() as conn:
-                row = (
-                    conn.execute(select(db.leases).where(db.leases.c.job == self.job).with_for_update())
-                    .mappings()
-                    .first()
-                )
-                if row is not None:
-                    holder = Holder.from_row(row)
-                    if not holder_is_dead(holder, now):
-                        return holder
-                    conn.execute(update(db.leases).where(db.leases.c.job == self.job).values(**values))
-                    _chain_handover(conn, self.job, holder, values, now)
-                else:
-                    conn.execute(db.leases.insert().values(job=self.job, **values))
-        except SQLAlchemyError as exc:
-            raise history_error(exc, self.store.url, f"take the lock for job {self.job!r}") from None
-        self._acquired_at = now
+        for attempt in range(INSERT_RACE_RETRIES + 1):
+            try:
+                holder = self._take_in_one_transaction(now, values)
+            except IntegrityError:
+                # PostgreSQL: another process inserted the job's first lease row between our SELECT
+                # and our INSERT (FOR UPDATE locks rows, not gaps). Read it again: it is the holder.
+                if attempt < INSERT_RACE_RETRIES:
+                    continue
+                raise history_error(
+                    RuntimeError("the lease row kept changing under us"),
+                    self.store.url,
+                    f"take the lock for job {self.job!r}",
+                ) from None
+            except SQLAlchemyError as exc:
+                raise history_error(exc, self.store.url, f"take the lock for job {self.job!r}") from None
+            if holder is not None:
+                return holder
+            self._acquired_at = now
+            return None
+        return None  # unreachable: the loop returns or raises
+
+    def _take_in_one_transaction(self, now: datetime, values: dict) -> Holder | None:
+        """The live holder, or None once this process holds the lease (row locked while deciding)."""
+        with self.store.engine.begin() as conn:
+            row = (
+                conn.execute(select(db.leases).where(db.leases.c.job == self.job).with_for_update())
+                .mappings()
+                .first()
+            )
+            if row is not None:
+                holder = Holder.from_row(row)
+                if not holder_is_dead(holder, now):
+                    return holder
+                conn.execute(update(db.leases).where(db.leases.c.job == self.job).values(**values))
+                _chain_handover(conn, self.job, holder, values, now)
+            else:
+                conn.execute(db.leases.insert().values(job=self.job, **values))
         return None
 
     def _mine(self):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import socket
+import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -17,6 +21,9 @@ from redis_maint.history import chain, db, db_errors
 from redis_maint.provenance import os_user
 from redis_maint.redact import redact, redact_url
 from redis_maint.timeutil import isoformat, utcnow
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class RunStatus(StrEnum):
@@ -90,6 +97,43 @@ def _guarded(store: HistoryStore, action: str) -> AbstractContextManager[None]:
     return db_errors.guard(store.url, action)
 
 
+# A run's final write outlives a restart of a history server: retried this long while unreachable.
+FINAL_WRITE_RETRY_S = 60.0
+FINAL_WRITE_RETRY_MAX_DELAY_S = 5.0
+
+
+def _retried_while_unreachable(method: Callable[..., T]) -> Callable[..., T]:
+    """Retry a write while the history server is unreachable (HistoryUnreachableError), with a
+    backoff, for up to FINAL_WRITE_RETRY_S; each attempt is logged. The pool's pre-ping reconnects."""
+
+    @functools.wraps(method)
+    def retried(self: HistoryStore, *args: Any, **kwargs: Any) -> T:
+        deadline = time.monotonic() + FINAL_WRITE_RETRY_S
+        delay, attempt = 0.25, 1
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except db_errors.HistoryUnreachableError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise db_errors.HistoryUnreachableError(
+                        f"{exc} (gave up after {attempt} attempts in {FINAL_WRITE_RETRY_S:g}s; the run's "
+                        "row is marked interrupted by the job's next run or the daemon's next start)"
+                    ) from None
+                log.warning(
+                    "history store unreachable; retrying",
+                    extra={
+                        "action": method.__name__,
+                        "attempt": attempt,
+                        "retry_in_s": delay,
+                        "error": str(exc),
+                    },
+                )
+                time.sleep(delay)
+                delay, attempt = min(delay * 2, FINAL_WRITE_RETRY_MAX_DELAY_S), attempt + 1
+
+    return retried
+
+
 class HistoryStore:
     """Reads and writes runs. Safe to share between threads; several processes may use one file."""
 
@@ -126,6 +170,7 @@ class HistoryStore:
             chain.chain_row(conn, db.runs, run_id, "started")
             return run_id
 
+    @_retried_while_unreachable
     def finish_run(
         self, run_id: int, status: RunStatus, summary: dict[str, Any] | None, error: str | None
     ) -> None:

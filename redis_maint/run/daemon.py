@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING
 
 from jobs import REGISTRY
 from redis_maint.history.daemons import DaemonPublisher, Schedules
+from redis_maint.history.db_errors import HistoryUnreachableError
 from redis_maint.history.runs import HistoryStore, RunStatus, Trigger
 from redis_maint.redact import redact
 from redis_maint.run import missed_slots
+from redis_maint.run.interrupts import signals_cancel
 from redis_maint.run.runner import build_runner, reap_interrupted
 from redis_maint.timeutil import isoformat, utcnow
 
@@ -35,12 +37,36 @@ MISFIRE_GRACE_S = 3600
 AOF_RESTORE = "aof-rewrite-restore"
 
 
+# A history server that is down when the daemon starts is waited for: retries back off to this.
+STORE_RETRY_FIRST_S = 0.5
+STORE_RETRY_MAX_S = 30.0
+
+
+def open_store(url: str, stopping: threading.Event) -> HistoryStore:
+    """The history store, retried with a backoff (each attempt logged) while its server is
+    unreachable; SIGTERM/SIGINT meanwhile ends the daemon cleanly (exit 0). Other errors raise."""
+    delay, attempt = STORE_RETRY_FIRST_S, 1
+    while True:
+        try:
+            return HistoryStore(url)
+        except HistoryUnreachableError as exc:
+            log.warning(
+                "history store unreachable; the daemon retries",
+                extra={"attempt": attempt, "retry_in_s": delay, "error": str(exc)},
+            )
+        with signals_cancel(stopping):
+            if stopping.wait(delay):
+                log.info("daemon stopped before the history store answered")
+                raise SystemExit(0)
+        delay, attempt = min(delay * 2, STORE_RETRY_MAX_S), attempt + 1
+
+
 class Daemon:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.store = HistoryStore(settings.history_url)
-        self.runner = build_runner(settings, self.store)
         self.stopping = threading.Event()
+        self.store = open_store(settings.history_url, self.stopping)
+        self.runner = build_runner(settings, self.store)
         self.started_at: datetime | None = None
         self.scheduler = None
         self.endpoint = None
