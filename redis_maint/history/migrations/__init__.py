@@ -19,7 +19,13 @@ head and that the models and the migrations agree, on SQLite and PostgreSQL. For
 
 from __future__ import annotations
 
+import logging
+
 from redis_maint.errors import EXIT_USAGE, HistoryError
+
+# Alembic logs at INFO as it loads and runs ("setup plugin ...", "Context impl SQLiteImpl."); set before
+# it is imported. upgrade.py logs what an upgrade did in one line of its own.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 # The newest revision in versions/: a store at this revision needs no upgrade (checked without Alembic).
 HEAD = "0005"

@@ -27,8 +27,6 @@ from redis_maint.history.migrations import HEAD, SchemaNewerThanCodeError, adopt
 from redis_maint.redact import redact_url
 
 log = logging.getLogger(__name__)
-# Alembic says what it runs at INFO ("Context impl SQLiteImpl."); our own line says what the upgrade did.
-logging.getLogger("alembic").setLevel(logging.WARNING)
 
 HERE = Path(__file__).resolve().parent
 # pg_advisory_xact_lock key of schema upgrades: any constant, the same in every process (not the chain's).
@@ -98,7 +96,12 @@ def _log(url: str, done: dict[str, Any]) -> None:
         matched = _matched(done["found"])
         log.info(
             "history store adopted: it predates schema migrations",
-            extra={"history": url, "matched": matched, "to": done["to"], "found": done["found"]},
+            extra={
+                "history": url,
+                "matched": matched,
+                "to": done["to"],
+                "added": {rev: f["added"] for rev, f in sorted(done["found"].items()) if f["added"]},
+            },
         )
     else:
         log.info(
