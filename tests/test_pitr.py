@@ -29,7 +29,7 @@ from redis_maint.storage import open_target
 from tests.support.builders.sessions import session
 from tests.support.common import json_out
 from tests.support.history import current_store
-from tests.support.services.redis import wait_aof_rewrite
+from tests.support.services.redis import RedisServer, wait_aof_rewrite
 
 AOF_ARGS = {"aof-timestamp-enabled": "yes"}
 INSTANCE = "default"
@@ -144,12 +144,32 @@ def source(redis_factory, monkeypatch):
     return server
 
 
+@pytest.fixture(scope="module")
+def _archived_once(tmp_path_factory):
+    """One workload for the local-target tests (they only read it, or undo what they change)."""
+    from redis_maint.history.runs import HistoryStore
+
+    root = tmp_path_factory.mktemp("pitr")
+    server = RedisServer(dir=root / "source", args=AOF_ARGS).start()
+    store = HistoryStore(f"sqlite:///{root}/history.db")
+    target = open_target(str(root / "backups"))
+    try:
+        w = run_workload(server, store, target, root, steps=6, rewrite_after=2)
+        yield w, root
+        w.archiver.close()
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-def local_archive(source, tmp_path, check_image):
-    target = open_target(os.environ["REDIS_MAINT_TARGET__URI"])
-    w = run_workload(source, current_store(), target, tmp_path, steps=6, rewrite_after=2)
-    yield w
-    w.archiver.close()
+def local_archive(_archived_once, monkeypatch, check_image):
+    """The shared workload, with the CLI's settings pointing at its Redis, history and target."""
+    w, root = _archived_once
+    monkeypatch.setenv("REDIS_MAINT_HISTORY_URL", f"sqlite:///{root}/history.db")
+    monkeypatch.setenv("REDIS_MAINT_TARGET__URI", str(root / "backups"))
+    monkeypatch.setenv("REDIS_MAINT_REDIS_URL", w.server.url)
+    monkeypatch.setenv("REDIS_MAINT_DATA_DIR", str(w.server.dir))
+    return w
 
 
 def restore(cli, tmp_path, *args: str):
@@ -157,17 +177,22 @@ def restore(cli, tmp_path, *args: str):
     return out, cli("backups", "restore", *args, "--target", str(out), "--json")
 
 
-def test_restore_to_each_instant_gives_the_dataset_of_that_second(local_archive, cli, tmp_path, no_leftovers):
+def test_restore_to_each_instant_gives_the_dataset_of_that_second(
+    local_archive, cli, tmp_path, no_leftovers, redis_factory
+):
     w = local_archive
     gens = ArchiveState(w.store, INSTANCE).generations()
     assert len(gens) == 2 and gens[1].reason.startswith("rewrite")
-    chosen = []
-    for sec, digest, keys in w.instants:
-        out, result = restore(cli, tmp_path, "--to-time", iso(sec))
+    chosen, outs = [], []
+    for n, (sec, digest, keys) in enumerate(w.instants[:4] + w.instants[-1:]):  # both generations
+        when = iso(sec).removesuffix("Z") if n == 1 else iso(sec)  # no zone: UTC, and said so
+        out, result = restore(cli, tmp_path, "--to-time", when)
         assert result.exit_code == 0, result.output
         body = json.loads(result.stdout)
         chosen.append(body["generation"])
+        outs.append(out)
         assert body["to_time"] == iso(sec)
+        assert ("the time has no zone: taken as UTC" in body["warnings"]) == (n == 1)
         assert (body["proof"]["digest"], body["proof"]["keys"]) == (digest, keys), f"at {iso(sec)}"
         assert body["truncation"]["verdict"] == "ok"
         assert sorted(os.listdir(out / "appendonlydir")) == [
@@ -177,16 +202,9 @@ def test_restore_to_each_instant_gives_the_dataset_of_that_second(local_archive,
         ]
     # The generation chosen follows the rewrite: the first instants from the first one, the last from the second.
     assert (chosen[0], chosen[-1]) == (gens[0].generation, gens[1].generation)
-
-
-def test_restored_directory_loads_in_a_real_redis_with_the_same_digest(
-    local_archive, cli, tmp_path, redis_factory
-):
-    w = local_archive
+    # A real Redis started on a restored directory serves exactly that second's dataset.
     sec, digest, keys = w.instants[1]
-    out, result = restore(cli, tmp_path, "--to-time", iso(sec))
-    assert result.exit_code == 0, result.output
-    restored = redis_factory(out.name, args={**AOF_ARGS, "dir": str(out)})
+    restored = redis_factory(outs[1].name, args={**AOF_ARGS, "dir": str(outs[1])})
     assert restored.client().execute_command("DEBUG", "DIGEST").decode() == digest
     assert restored.client().dbsize() == keys
 
@@ -200,24 +218,17 @@ def test_latest_restores_everything_archived(local_archive, cli, tmp_path):
     assert body["proof"]["digest"] == w.instants[-1][1]
 
 
-def test_a_time_without_zone_is_utc_and_said_so(local_archive, cli, tmp_path):
-    sec, digest, _ = local_archive.instants[2]
-    _, result = restore(cli, tmp_path, "--to-time", iso(sec).removesuffix("Z"))
-    assert result.exit_code == 0, result.output
-    body = json.loads(result.stdout)
-    assert body["proof"]["digest"] == digest
-    assert "the time has no zone: taken as UTC" in body["warnings"]
-
-
 def test_a_time_outside_the_window_exits_2_naming_the_window(local_archive, cli, tmp_path):
     w = local_archive
     spans = [iso(w.instants[-1][0] + 3600), "2001-01-01T00:00:00Z"]
+    recorded = len(current_store().list(job="backup-restore"))
     for when in spans:
         out, result = restore(cli, tmp_path, "--to-time", when)
         assert result.exit_code == 2, result.output
         assert "outside the AOF archive's window" in result.stderr and when in result.stderr
+        assert re.search(r"window: \S+Z \.\. \S+Z \(UTC\)", result.stderr), result.stderr
         assert not out.exists()
-    assert [r.job for r in current_store().list(job="backup-restore")] == []  # nothing recorded
+    assert len(current_store().list(job="backup-restore")) == recorded  # nothing recorded
     bad = restore(cli, tmp_path, "--to-time", "yesterday-ish")[1]
     assert bad.exit_code == 2 and "is not a time" in bad.stderr
 
@@ -230,10 +241,14 @@ def test_a_corrupt_segment_is_refused_named_and_the_newest_time_before_it_offere
     segs = [s for s in ArchiveState(w.store, INSTANCE).segments(gen.generation) if s.first_ts is not None]
     victim = segs[-1]  # the last step's writes: earlier seconds of this generation stay restorable
     path = Path(os.environ["REDIS_MAINT_TARGET__URI"]) / victim.key(INSTANCE)
-    data = bytearray(path.read_bytes())
+    original = path.read_bytes()
+    data = bytearray(original)
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    _, result = restore(cli, tmp_path, "--to-time", iso(w.instants[-1][0]))
+    try:
+        _, result = restore(cli, tmp_path, "--to-time", iso(w.instants[-1][0]))
+    finally:
+        path.write_bytes(original)  # the other tests share this archive
     assert result.exit_code == 1
     assert victim.key(INSTANCE) in result.stderr and "is corrupt" in result.stderr
     offered_time = re.search(r"The newest time before it is (\S+Z)", result.stderr)[1]
@@ -244,10 +259,11 @@ def test_a_corrupt_segment_is_refused_named_and_the_newest_time_before_it_offere
     assert json.loads(retry.stdout)["proof"]["digest"] == expected
 
 
-def test_half_a_command_at_the_end_of_the_archive_is_cut_and_said(local_archive, cli, tmp_path):
+def test_half_a_command_at_the_end_of_the_archive_is_cut_and_said(source, cli, tmp_path, check_image):
     """A power cut left half a command at the end of the incr file, and it was archived (the archiver
     ships a file's tail as it is once nothing more can be appended)."""
-    w = local_archive
+    w = run_workload(source, current_store(), open_target(os.environ["REDIS_MAINT_TARGET__URI"]), tmp_path, 1)
+    w.archiver.close()
     state = ArchiveState(w.store, INSTANCE)
     cur = state.current()
     half = b"*3\r\n$3\r\nset\r\n$4\r\nlost\r\n$5\r\nva"
