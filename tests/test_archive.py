@@ -427,3 +427,43 @@ def test_archive_status_json(primary, store, tmp_path, cli):
     assert status["offset"] == live_incr(primary).stat().st_size
     people = cli("archive", "status")
     assert people.exit_code == 0 and ran["generation"] in people.output
+
+
+def test_doctor_and_health_say_when_timestamps_are_off_and_configure_redis_sets_them(
+    redis_factory, store, cli, monkeypatch
+):
+    server = redis_factory("plain")  # appendonly yes, aof-timestamp-enabled no
+    monkeypatch.setenv("REDIS_MAINT_REDIS_URL", server.url)
+    monkeypatch.setenv("REDIS_MAINT_DATA_DIR", str(server.dir))
+    monkeypatch.setenv("REDIS_MAINT_ARCHIVE__ENABLED", "true")
+    doctor = {c["check"]: c for c in json.loads(cli("doctor", "--json").stdout)}
+    assert not doctor["archive"]["ok"] and "aof-timestamp-enabled is no" in doctor["archive"]["detail"]
+    health = json.loads(cli("run", "health", "--json").stdout)
+    assert any("aof-timestamp-enabled is no" in r for r in health["summary"]["reasons"])
+    assert health["summary"]["archive"]["timestamps"] is False
+    monkeypatch.setenv("REDIS_MAINT_ARCHIVE__CONFIGURE_REDIS", "true")
+    assert cli("archive", "run", "--once").exit_code == 0
+    assert server.client().config_get("aof-timestamp-enabled") == {"aof-timestamp-enabled": "yes"}
+    configured = json.loads(cli("history", "--job", "archive-configure", "--json").stdout)
+    assert configured[0]["status"] == "succeeded" and configured[0]["summary"]["set"] == {
+        "aof-timestamp-enabled": "yes"
+    }
+    doctor = {c["check"]: c for c in json.loads(cli("doctor", "--json").stdout)}
+    assert doctor["archive"]["ok"] and "generation" in doctor["archive"]["detail"]
+
+
+def test_the_lag_metric_is_exported(primary, store, tmp_path):
+    from redis_maint.observe.metrics import Metrics
+
+    metrics = Metrics(store, [], INSTANCE)
+    assert b"redis_maint_archive_lag_seconds" not in metrics.exposition()  # no archive: no series
+    archiver = make_archiver(primary, store, open_target(str(tmp_path / "target")), tmp_path)
+    archiver.tick()
+    archiver.close()
+    metrics.archive_clock = archiver.redis_now
+    line = [
+        ln
+        for ln in metrics.exposition().decode().splitlines()
+        if ln.startswith("redis_maint_archive_lag_seconds")
+    ]
+    assert line and 0 <= float(line[0].split()[-1]) < 30

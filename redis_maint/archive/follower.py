@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 
 CHUNK = 1 << 20
-MAX_SEGMENT_BYTES = 32 << 20
+MAX_SEGMENT_BYTES = 8 << 20  # bounds the archiver's memory: one segment is held while it uploads
 _TS = b"#TS:"
 
 
@@ -138,7 +138,8 @@ def read_segment(
         scanner.feed(data)
         parts.append(data)
         at += len(data)
-    blob = b"".join(parts)
+    blob = parts[0] if len(parts) == 1 else b"".join(parts)
+    del parts
     end, whole = scanner.boundary, True
     if at == size and final:
         end, whole = at, scanner.pending == 0
@@ -146,6 +147,6 @@ def read_segment(
         end, whole = at, False
     if end <= offset:
         return None
-    data = blob[: end - offset]
+    data = blob if end - offset == len(blob) else blob[: end - offset]
     # Every complete `#TS` line ends at a boundary: the annotations seen are all inside `data`.
     return Chunk(offset, data, hashlib.sha256(data).hexdigest(), scanner.first_ts, scanner.last_ts, whole)

@@ -108,6 +108,46 @@ def check_backup_target(settings: Any) -> str:
         target.close()
 
 
+def check_archive(settings: Any) -> str:
+    """With archive.enabled: Redis writes the `#TS` annotations a restore to a time needs, and the lag."""
+    if not settings.archive.enabled:
+        raise Skipped("archive.enabled is false")
+    from redis_maint.archive.service import timestamps_enabled
+    from redis_maint.redis_conn import connect
+
+    client = connect(settings.node_redis_url, settings.redis_timeout)
+    try:
+        stamped = timestamps_enabled(client)
+    finally:
+        client.close()
+    if not stamped and not settings.archive.configure_redis:
+        raise MaintenanceError(
+            "aof-timestamp-enabled is no on Redis: the archive has no #TS annotations to restore to a time by; "
+            "add `aof-timestamp-enabled yes` to redis.conf (CONFIG SET it now), or set archive.configure_redis = true"
+        )
+    note = (
+        "aof-timestamp-enabled yes"
+        if stamped
+        else "aof-timestamp-enabled no (the archiver sets it: configure_redis)"
+    )
+    return f"{note}; {_archive_lag(settings)}"
+
+
+def _archive_lag(settings: Any) -> str:
+    from redis_maint.archive.state import ArchiveState
+    from redis_maint.archive.status import lag_seconds
+    from redis_maint.history.runs import HistoryStore
+    from redis_maint.timeutil import utcnow
+
+    state = ArchiveState(HistoryStore(settings.history_url), settings.instance)
+    gens = state.generations()
+    current = state.current()
+    if current is None:
+        return "nothing archived yet"
+    lag = lag_seconds(gens, utcnow())
+    return f"generation {current.generation}, lag {'unknown' if lag is None else f'{lag:.1f} s'}"
+
+
 def run_checks(settings: Any, docker_needs: list[tuple[bool, str]]) -> list[CheckResult]:
     """Every check in the order it prints. `docker_needs`: (needs Docker, why) per job that can
     start containers, so the engine is checked only when an enabled job will use it."""
@@ -118,6 +158,7 @@ def run_checks(settings: Any, docker_needs: list[tuple[bool, str]]) -> list[Chec
         ("daemon", check_daemon),
         ("backups", check_backup_target),
         ("docker", partial(check_docker, needs=docker_needs)),
+        ("archive", check_archive),
     ]
     results = []
     for name, check in checks:
