@@ -35,10 +35,11 @@ def jobs(app: App, as_json: bool, output: str | None) -> None:
     from redis_maint.history.daemons import live_daemon
     from redis_maint.timeutil import utcnow
 
+    configured = configured_schedules(app)  # a bad setting exits 2 before the history store is opened
     store = app.store()
     now = utcnow()
     daemon = live_daemon(store, now)
-    out = job_rows(app, daemon, now)
+    out = job_rows(app, daemon, now, configured)
     mode = mode_for(output, as_json)
     if mode == "json":
         from redis_maint.cli.output import emit_json
@@ -68,10 +69,10 @@ def configured_schedules(app: App) -> tuple[list[Any], dict[str, str], str]:
     return catalog, {f.name: str(settings.job(f.name).schedule) for f in catalog}, settings.timezone
 
 
-def job_rows(app: App, daemon: Any, now: Any) -> list[dict[str, Any]]:
+def job_rows(app: App, daemon: Any, now: Any, configured: Any = None) -> list[dict[str, Any]]:
     """`jobs --json`: the daemon's schedules and next runs when one is live, else the config's and no next run
     (nothing will run them)."""
-    catalog, schedules, timezone = configured_schedules(app)
+    catalog, schedules, timezone = configured or configured_schedules(app)
     store = app.store()
     published = (daemon.schedules or {}) if daemon is not None else {}
     out = []
