@@ -80,6 +80,11 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=5000, help="writes per second")
     ap.add_argument("--interval", default="5s", help="archive.interval")
     ap.add_argument("--s3", action="store_true", help="archive to moto's S3 server instead of a local dir")
+    ap.add_argument(
+        "--no-rewrite",
+        action="store_true",
+        help="auto-aof-rewrite-percentage 0: the steady state, no new generations",
+    )
     args = ap.parse_args()
 
     from redis_maint.archive.state import ArchiveState
@@ -162,7 +167,7 @@ def main() -> None:
             "target": "s3 (moto server)" if moto else "local dir",
             "aof_mib": round(size / 2**20, 1),
             "segments_in_current_generation": len(segments),
-            "generations": len(state.generations()),
+            "generations": [g.reason for g in state.generations()],
             "archived_to_end": gen.offset == size,
             "lag_s": {
                 "p50": round(statistics.median(lags), 2),
