@@ -84,6 +84,7 @@ def _image(ctx: JobContext) -> dict[str, Any]:
 
 JOB = Job(
     name="aof-check",
+    scope="node",  # once per slot for each Redis node, by the sidecar beside it
     description="redis-check-aof/rdb on a snapshot of the data files, in a throwaway container",
     settings_model=AofCheckSettings,
     run=run,

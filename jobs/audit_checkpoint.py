@@ -56,6 +56,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
 
 JOB = Job(
     name="audit-checkpoint",
+    scope="deployment",  # once per slot across every sidecar
     description="write a checkpoint of the history's hash chain to the backup target (daily unless a backup did)",
     settings_model=AuditCheckpointSettings,
     run=run,

@@ -67,6 +67,7 @@ def _hours(td: timedelta) -> str:
 
 JOB = Job(
     name="backup-age",
+    scope="deployment",  # once per slot across every sidecar
     description="fails when the newest complete backup is older than jobs.backup_age.rpo",
     settings_model=BackupAgeSettings,
     run=run,

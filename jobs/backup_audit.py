@@ -53,6 +53,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
 
 JOB = Job(
     name="backup-audit",
+    scope="deployment",  # once per slot across every sidecar
     description="daily reconcile of the backup catalog with the target: missing, changed and unknown backups",
     settings_model=BackupAuditSettings,
     run=run,

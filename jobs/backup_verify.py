@@ -84,6 +84,7 @@ def drill_options(ctx: JobContext) -> restore_drill.DrillOptions:
 
 JOB = Job(
     name="backup-verify",
+    scope="deployment",  # once per slot across every sidecar
     description="weekly restore drill: download the newest backup, check it and load it in a throwaway Redis",
     settings_model=BackupVerifySettings,
     run=run,

@@ -55,6 +55,9 @@ class Job:
     containers: Callable[[Any], tuple[bool, str]] | None = None
     # Whether this sidecar may take a scheduled slot (see `eligible`). None: always.
     eligibility: Callable[[Settings], str | None] | None = None
+    # "deployment": one run per slot across every sidecar; "node": one per slot for each Redis node,
+    # run by the sidecar beside it (history/slots.py). The lease is per scope too.
+    scope: str = "deployment"
 
     def eligible(self, settings: Settings) -> str | None:
         """None when this sidecar may run the job's scheduled slot, else why not (e.g. its Redis node
@@ -95,6 +98,10 @@ class JobContext:
     cancel: threading.Event = field(default_factory=threading.Event)
     progress: Progress = field(default_factory=Progress)
     lease_lost: threading.Event = field(default_factory=threading.Event)  # set by the lease heartbeat
+    # Fencing (history/leases.py): this run's token, and the check that the store's lease row still
+    # carries it (renewing it); None outside the run path.
+    fence: int | None = None
+    fence_check: Callable[[], bool] | None = None
     _redis: Any = None
     _node_redis: Any = None
 
@@ -129,6 +136,20 @@ class JobContext:
             raise JobTimeoutError(
                 f"{self.job.name}: timed out after {self.job_settings.timeout}; "
                 f"raise jobs.{self.job.name.replace('-', '_')}.timeout if this is expected"
+            )
+
+    def commit_point(self, what: str) -> None:
+        """Before a step others must be able to rely on (publish a backup as complete, prune): the
+        checkpoint, then the store's lease row must still carry this run's fencing token. A run that
+        was paused past its lease while another process took the job over fails here."""
+        self.checkpoint()
+        if self.fence_check is not None and not self.fence_check():
+            self.lease_lost.set()
+            raise LeaseLostError(
+                f"{self.job.name}: did not {what}: this run no longer holds the job's lease (fencing token "
+                f"{self.fence} was superseded: another process took the job over after the lease lapsed, e.g. "
+                "while this process was paused or cut off from the history store). Check `redis-maint history "
+                "--status running` for the run that took over"
             )
 
     def check_env(self) -> CheckEnv:

@@ -192,6 +192,7 @@ def _command_name(command: bytes | str | None) -> str | None:
 
 JOB = Job(
     name="health",
+    scope="node",  # once per slot for each Redis node, by the sidecar beside it
     description="the runbook's health checks and monitoring thresholds",
     settings_model=HealthSettings,
     run=run,

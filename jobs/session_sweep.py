@@ -113,6 +113,7 @@ def _ms(value: timedelta) -> int:
 
 JOB = Job(
     name="session-sweep",
+    scope="deployment",  # once per slot across every sidecar
     description="delete stale sessions, repair missing TTLs, report unreadable sessions",
     settings_model=SessionSweepSettings,
     run=run,

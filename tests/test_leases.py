@@ -29,13 +29,23 @@ pytestmark = pytest.mark.usefixtures("history_url")  # each test on SQLite and o
 WAIT_CAP_S = 30  # a safety net so a broken test ends; never a speed assertion
 
 
-def _lease_row(job: str = "health"):
+def _health_lease() -> str:
+    """health runs once per Redis node: its lease is named after the node (history/slots.py)."""
+    from redis_maint.history.leases import lease_name
+    from redis_maint.history.slots import node_scope
+
+    return lease_name("health", node_scope(os.environ["REDIS_MAINT_REDIS_URL"]))
+
+
+def _lease_row(job: str | None = None):
+    job = job or _health_lease()
     with current_store().engine.connect() as conn:
         return conn.execute(select(db.leases).where(db.leases.c.job == job)).mappings().first()
 
 
-def _take_over(job: str = "health", host: str = "elsewhere") -> None:
+def _take_over(job: str | None = None, host: str = "elsewhere") -> None:
     """What another process's Lease._try_take writes once our lease has lapsed."""
+    job = job or _health_lease()
     now = utcnow()
     with current_store().engine.begin() as conn:
         conn.execute(
@@ -125,7 +135,7 @@ def test_a_holder_on_another_host_blocks_until_its_lease_expires_then_another_pr
     with current_store().engine.begin() as conn:
         conn.execute(
             db.leases.insert().values(
-                job="health",
+                job=_health_lease(),
                 owner_host="elsewhere",
                 owner_pid=gone.pid,
                 owner_token="remote",
@@ -140,7 +150,7 @@ def test_a_holder_on_another_host_blocks_until_its_lease_expires_then_another_pr
     # The remote holder stops renewing: its lease lapses half a second from now.
     lapse = utcnow() + timedelta(seconds=0.5)
     with current_store().engine.begin() as conn:
-        conn.execute(update(db.leases).where(db.leases.c.job == "health").values(expires_at=lapse))
+        conn.execute(update(db.leases).where(db.leases.c.job == _health_lease()).values(expires_at=lapse))
     wait_for(lambda: utcnow() > lapse, what="the lease to lapse")
     taken = _other_process_run()
     assert taken.returncode == 0, taken.stderr

@@ -20,7 +20,7 @@ import click
 from config.core_view import JobFacts
 
 CACHE_NAME = "job-catalog.json"
-FORMAT = 2  # bump when JobFacts or its meaning changes
+FORMAT = 3  # bump when JobFacts or its meaning changes
 
 
 def job_catalog(state_dir: str | None) -> list[JobFacts]:
@@ -63,6 +63,7 @@ def from_registry() -> list[JobFacts]:
             schedule_default=str(parse_schedule(job.settings_model.model_fields["schedule"].default)),
             on_demand=issubclass(job.settings_model, OnDemandSettings),
             fields=tuple(job.settings_model.model_fields),
+            scope=job.scope,
         )
         for name, job in REGISTRY.items()
     ]

@@ -90,6 +90,7 @@ def job_rows(app: App, daemon: Any, now: Any, configured: Any = None) -> list[di
                 "last_run": None if last is None else last.to_json(),
                 "schedule_source": "daemon" if in_force else "config",
                 "daemon": None if daemon is None else daemon.to_json(now),
+                "scope": job.scope,  # deployment: once per slot; node: once per slot per Redis node
             }
         )
     return out

@@ -64,6 +64,9 @@ class Run:
     os_user: str | None = None
     scheduled_for: datetime | None = None
     config_hash: str | None = None
+    # Fencing (history/slots.py): the token of the lease take this run ran under; NULL for runs that
+    # never ran (skipped, missed) and rows from before fencing.
+    fence: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The documented `--json` shape of a run (README: JSON output)."""
@@ -85,6 +88,7 @@ class Run:
             "os_user": self.os_user,
             "scheduled_for": isoformat(self.scheduled_for),
             "config_hash": self.config_hash,
+            "fence": self.fence,
         }
 
 
@@ -172,9 +176,20 @@ class HistoryStore:
 
     @_retried_while_unreachable
     def finish_run(
-        self, run_id: int, status: RunStatus, summary: dict[str, Any] | None, error: str | None
+        self,
+        run_id: int,
+        status: RunStatus,
+        summary: dict[str, Any] | None,
+        error: str | None,
+        *,
+        fenced: Callable[[Any, RunStatus, str | None], tuple[RunStatus, str | None]] | None = None,
     ) -> None:
+        """`fenced(conn, status, error) -> (status, error)` runs first in the same transaction: the
+        run path's check that it still holds its lease (history/slots.py), so the check and the write
+        cannot be told apart by another process."""
         with _guarded(self, "record the outcome of a run"), self.engine.begin() as conn:
+            if fenced is not None:
+                status, error = fenced(conn, status, error)
             conn.execute(
                 update(db.runs)
                 .where(db.runs.c.id == run_id)

@@ -56,6 +56,12 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.claims_lost = Counter(
+            "redis_maint_slot_claims_lost",
+            "Scheduled slots this daemon did not run because another sidecar had claimed them, by job",
+            ["job"],
+            registry=self.registry,
+        )
         self.registry.register(HistoryCollector(store, jobs, instance))
 
     def observe(self, run: Run) -> None:
@@ -69,6 +75,10 @@ class Metrics:
             for reason, count in (summary.get("deleted") or {}).items():
                 if isinstance(count, int | float) and count > 0:
                     self.swept.labels(str(reason)).inc(count)
+
+    def claim_lost(self, job: str) -> None:
+        """Another sidecar claimed a slot of `job` first (history/slots.py): counted, never recorded."""
+        self.claims_lost.labels(job).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -14,15 +14,17 @@ import os
 import signal
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from jobs import REGISTRY
 from redis_maint.history.daemons import DaemonPublisher, Schedules
 from redis_maint.history.db_errors import HistoryUnreachableError
+from redis_maint.history.leases import now_of
 from redis_maint.history.runs import HistoryStore, RunStatus, Trigger
+from redis_maint.history.slots import Claim, SlotTaken
 from redis_maint.redact import redact
-from redis_maint.run import missed_slots
+from redis_maint.run import exactly_once, missed_slots
 from redis_maint.run.interrupts import signals_cancel
 from redis_maint.run.runner import build_runner, reap_interrupted
 from redis_maint.timeutil import isoformat, utcnow
@@ -35,6 +37,8 @@ log = logging.getLogger("redis_maint.run.daemon")
 MISFIRE_GRACE_S = 3600
 # Not a job: the daemon's own check for AOF rewrites left paused by a dead run (its history rows).
 AOF_RESTORE = "aof-rewrite-restore"
+# Not a job: the daemon's look for claimed slots whose run died, for jobs with long periods.
+SLOT_FAILOVER = "slot-failover"
 
 
 # A history server that is down when the daemon starts is waited for: retries back off to this.
@@ -70,6 +74,7 @@ class Daemon:
         self.started_at: datetime | None = None
         self.scheduler = None
         self.endpoint = None
+        self.metrics = None
         # The previous daemon's last sign of life, read before our row supersedes it.
         self.downtime: missed_slots.Downtime | None = None
         # The slot each catch-up run stands in for: the newest one that passed while we were down.
@@ -98,7 +103,8 @@ class Daemon:
             timezone=self.settings.tz,
         )
         for name in REGISTRY:
-            trigger = self.settings.job(name).schedule.trigger(self.settings.tz)
+            # `every` slots on the epoch-anchored grid, the same on every sidecar (run/exactly_once.py).
+            trigger = exactly_once.trigger(self.settings.job(name).schedule, self.settings.tz, utcnow())
             if trigger is None:
                 continue
             scheduler.add_job(self._fire, trigger, args=[name, Trigger.SCHEDULED], id=name, name=name)
@@ -110,6 +116,14 @@ class Daemon:
             args=[Trigger.SCHEDULED],
             id=AOF_RESTORE,
             name=AOF_RESTORE,
+        )
+        # A sidecar that died mid-run: its slot runs again elsewhere (jobs with short periods check at each slot).
+        scheduler.add_job(
+            self.fail_over_slots,
+            "interval",
+            seconds=self.settings.lock.lease_ttl.total_seconds(),
+            id=SLOT_FAILOVER,
+            name=SLOT_FAILOVER,
         )
         scheduler.add_listener(self._shutdown_scheduler, EVENT_SCHEDULER_STARTED)
         scheduler.add_listener(self._on_missed, EVENT_JOB_MISSED)
@@ -128,21 +142,82 @@ class Daemon:
         try:
             if trigger == Trigger.SCHEDULED:
                 scheduled_for = self._slot_of(name)
+            if not self._eligible(name, scheduled_for):
+                return
+            if trigger == Trigger.SCHEDULED:
+                # First the slots whose run died elsewhere, so the one due now follows without a gap.
+                exactly_once.take_over_orphans(
+                    self.runner, name, self._grace(), requested_by="daemon", cancel=self.stopping
+                )
+            schedule = self.settings.job(name).schedule
             self.runner.execute(
                 name,
                 trigger=trigger,
                 requested_by="daemon",
                 cancel=self.stopping,
                 scheduled_for=scheduled_for,
+                claim=True,
+                lease_wait=exactly_once.lease_wait(
+                    schedule, self.settings.tz, self.settings.lock.lease_ttl, utcnow()
+                ),
             )
+        except SlotTaken as taken:
+            # Another sidecar claimed this slot: it runs it; nothing recorded here.
+            log.debug("slot claimed by another sidecar", extra={"job": name, "why": str(taken)})
+            if self.metrics is not None:
+                self.metrics.claim_lost(name)
         except Exception:
             log.exception("run path failed", extra={"job": name})
 
+    def _grace(self) -> timedelta:
+        return timedelta(seconds=MISFIRE_GRACE_S)
+
+    def fail_over_slots(self) -> None:
+        """Claimed slots whose run died, for jobs whose next slot is further away than this check."""
+        every = self.settings.lock.lease_ttl
+        for name in REGISTRY:
+            schedule = self.settings.job(name).schedule
+            span = exactly_once.period(schedule, self.settings.tz, utcnow())
+            if span is None or span <= every * 2 or self.stopping.is_set():
+                continue
+            if self._eligible(name, None):
+                exactly_once.take_over_orphans(
+                    self.runner, name, self._grace(), requested_by="daemon", cancel=self.stopping
+                )
+
+    def _catch_up_slot(self, name: str) -> datetime | None:
+        """The newest missed slot, else the current one: never one the store's clock has not reached."""
+        slot = self.catch_up_slots.get(name)
+        if slot is None or slot > now_of(self.store):
+            return self._slot_of(name)
+        return slot
+
+    def _slot(self, name: str, at: datetime) -> Claim:
+        return Claim(name, self.runner.scope_of(name), at)
+
+    def _eligible(self, name: str, scheduled_for: datetime | None) -> bool:
+        """Whether this sidecar takes the slot (Job.eligible). One that does not records nothing:
+        the sidecar beside the eligible node runs it."""
+        try:
+            why_not = REGISTRY[name].eligible(self.settings)
+        except Exception as exc:  # a check that fails must not lose the slot: the run records why
+            log.warning(
+                "could not tell whether this sidecar may run the slot; running it",
+                extra={"job": name, "error": redact(str(exc))},
+            )
+            return True
+        if why_not is not None:
+            log.debug(
+                "not eligible for this slot",
+                extra={"job": name, "scheduled_for": isoformat(scheduled_for), "why": why_not},
+            )
+            return False
+        return True
+
     def _slot_of(self, name: str) -> datetime | None:
-        """The slot a scheduled run firing now belongs to (APScheduler does not pass it on)."""
-        job = self.scheduler.get_job(name) if self.scheduler is not None else None
-        schedule = self.settings.job(name).schedule
-        return missed_slots.latest_slot(getattr(job, "trigger", None), schedule, self.settings.tz, utcnow())
+        """The slot a scheduled run firing now belongs to (APScheduler does not pass it on), by the
+        history store's clock, so every sidecar names it alike."""
+        return exactly_once.current_slot(self.store, self.settings.job(name).schedule, self.settings.tz)
 
     def _job_name(self, job_id: str) -> str | None:
         name = job_id.split(":", 1)[0]
@@ -153,13 +228,13 @@ class Daemon:
             name = self._job_name(event.job_id)
             if name is None:
                 return
-            self.runner.record(
-                name,
-                Trigger.SCHEDULED,
+            # Only if no sidecar claimed the slot (then the missed row holds the claim).
+            self.runner.record_slot(
+                self._slot(name, event.scheduled_run_time),
                 RunStatus.MISSED,
+                trigger=Trigger.SCHEDULED,
                 requested_by="daemon",
                 started_at=event.scheduled_run_time,
-                scheduled_for=event.scheduled_run_time,
                 error=f"scheduled for {event.scheduled_run_time.isoformat()} but not started within the misfire grace",
             )
         except Exception:  # listeners must never raise: APScheduler swallows it
@@ -171,10 +246,10 @@ class Daemon:
             if name is None:
                 return
             times = ", ".join(t.isoformat() for t in event.scheduled_run_times)
-            self.runner.record(
-                name,
-                Trigger.SCHEDULED,
+            self.runner.record_slot(
+                self._slot(name, max(event.scheduled_run_times)),
                 RunStatus.SKIPPED,
+                trigger=Trigger.SCHEDULED,
                 requested_by="daemon",
                 error=f"run due at {times} skipped: the previous run of {name!r} is still running",
             )
@@ -236,7 +311,8 @@ class Daemon:
         from redis_maint.redis_conn import connect
         from redis_maint.snapshot.aof_guard import restore_if_orphaned
 
-        client = connect(self.settings.redis_url, self.settings.redis_timeout)
+        # The node whose AOF it is: node_url beside a Sentinel-managed node, else redis_url.
+        client = connect(self.settings.node_redis_url, self.settings.redis_timeout)
         try:
             return restore_if_orphaned(client, note, self.store)
         finally:
@@ -259,13 +335,12 @@ class Daemon:
             previous = schedule.previous_at_or_before(now, tz)
             last_any = self.store.last(name)
             if previous and last_ok and (last_any is None or last_any.started_at < previous):
-                self.runner.record(
-                    name,
-                    Trigger.SCHEDULED,
+                self.runner.record_slot(
+                    self._slot(name, previous),
                     RunStatus.MISSED,
+                    trigger=Trigger.SCHEDULED,
                     requested_by="daemon",
                     started_at=previous,
-                    scheduled_for=previous,
                     error="the daemon was not running at this scheduled time; catching up now",
                 )
                 self.catch_up_slots.setdefault(name, previous)
@@ -305,7 +380,11 @@ class Daemon:
         schedule = self.settings.job(name).schedule
         slots = missed_slots.missed(self.store, name, schedule, self.settings.tz, down, until)
         for row in missed_slots.rows(name, slots, down, until):
-            self.runner.record(name, Trigger.SCHEDULED, RunStatus.MISSED, requested_by="daemon", **row)
+            # A slot another sidecar claimed (it ran it) is not missed: record_slot records nothing.
+            slot = self._slot(name, row.pop("scheduled_for"))
+            self.runner.record_slot(
+                slot, RunStatus.MISSED, trigger=Trigger.SCHEDULED, requested_by="daemon", **row
+            )
         if slots.last is not None:
             self.catch_up_slots[name] = slots.last
         return slots.total
@@ -334,7 +413,7 @@ class Daemon:
                     self._fire,
                     "date",
                     run_date=utcnow(),
-                    args=[name, Trigger.CATCH_UP, self.catch_up_slots.get(name)],
+                    args=[name, Trigger.CATCH_UP, self._catch_up_slot(name)],
                     id=f"{name}:catch-up",
                 )
         self.start_observability()
@@ -351,6 +430,7 @@ class Daemon:
 
         metrics = Metrics(self.store, list(REGISTRY), self.settings.instance)
         self.runner.add_observer(metrics.observe)
+        self.metrics = metrics
         http = self.settings.http
         if http.port == 0:
             return

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from jobs import get_job
@@ -25,12 +25,19 @@ from redis_maint.errors import (
     EXIT_OK,
     JobCancelledError,
     JobFailedError,
-    LockHeldError,
     MaintenanceError,
     UsageError,
 )
-from redis_maint.history.leases import Lease, active_holder
+from redis_maint.history.leases import Lease, held_error, live_holders
 from redis_maint.history.runs import HistoryStore, Run, RunStatus
+from redis_maint.history.slots import (
+    Claim,
+    SlotTaken,
+    fenced_outcome,
+    open_run,
+    record_claimed,
+    scope_key,
+)
 from redis_maint.provenance import config_hash, requester
 from redis_maint.redact import redact
 from redis_maint.run.current_run import RunRef, current_run
@@ -79,44 +86,44 @@ class Runner:
         progress: Progress | None = None,
         cancel: threading.Event | None = None,
         scheduled_for: datetime | None = None,
+        claim: bool = False,
+        lease_wait: timedelta | None = None,
     ) -> Run:
         """Run one job now and return its history row.
 
         Bad parameters, and a request its job's pre-check refuses, raise UsageError before
         anything is locked or recorded (exit 2, no row). `scheduled_for` is the schedule slot a
-        scheduled or catch-up run belongs to.
+        scheduled or catch-up run belongs to; with `claim` (the daemon), the run claims that slot
+        first (history/slots.py) and raises SlotTaken, recording nothing, when another sidecar has
+        it. `lease_wait`: how long a claimed slot waits for another run of the job to finish before
+        it is recorded skipped.
         """
         job = get_job(job_name)
         parsed = job.parse_params(params)
+        scope = self.scope_of(job.name)
+        slot = None
+        if claim and scheduled_for is not None:
+            slot = Claim(job.name, scope, scheduled_for, takeover=trigger == "catch-up")
         refused = self._pre_check(job.name, parsed)
         if refused is not None:
-            return self.record(
-                job.name,
-                trigger,
-                RunStatus.FAILED,
-                requested_by=requested_by,
-                error=refused,
-                scheduled_for=scheduled_for,
-            )
-        try:
-            lease = Lease.acquire(self.store, job.name, self.settings.lock.lease_ttl)
-        except LockHeldError as exc:
-            log.warning("run skipped: lock held", extra={"job": job.name, "reason": str(exc)})
-            return self.record(
-                job.name,
-                trigger,
-                RunStatus.SKIPPED,
-                requested_by=requested_by,
-                error=str(exc),
-                scheduled_for=scheduled_for,
-            )
+            return self._refused(job.name, trigger, requested_by, refused, scheduled_for, slot)
+        lease = Lease(self.store, job.name, self.settings.lock.lease_ttl, scope)
+        opened = open_run(
+            self.store,
+            lease,
+            trigger=trigger,
+            requested_by=requested_by,
+            config_hash=self.config_hash,
+            claim=slot,
+            wait_s=lease_wait.total_seconds() if lease_wait else 0.0,
+            skipped_error=lambda holder: str(held_error(job.name, holder)),
+        )
+        if opened.status == RunStatus.SKIPPED:
+            log.warning("run skipped: lock held", extra={"job": job.name, "holder": opened.holder.describe()})
+            return self._observed(self.store.get(opened.run_id))
+        run_id = opened.run_id
         ctx = None
         try:
-            reap_interrupted(self.store, job.name)
-            run_id = self.store.start_run(
-                job.name, trigger, requested_by, scheduled_for=scheduled_for, config_hash=self.config_hash
-            )
-            lease.attach_run(run_id)
             lease.start_heartbeat()
             ctx = JobContext(
                 job=job,
@@ -130,10 +137,12 @@ class Runner:
                 cancel=cancel or threading.Event(),
                 progress=progress or Progress(),
                 lease_lost=lease.lost,
+                fence=lease.fence,
+                fence_check=lease.still_held,
             )
             with self._active_lock:
                 self._active[run_id] = ctx
-            self._run_job(ctx, lease)
+            self._run_job(ctx, lease, slot)
         finally:
             if ctx is not None:
                 with self._active_lock:
@@ -141,6 +150,41 @@ class Runner:
                 ctx.close()
             lease.release()
         return self._observed(self.store.get(run_id))
+
+    def scope_of(self, job_name: str) -> str:
+        """The claim and lease scope of a job here: "deployment", or this sidecar's Redis node."""
+        return scope_key(get_job(job_name).scope, self.settings.node_redis_url)
+
+    def _refused(self, job, trigger, requested_by, error, scheduled_for, slot: Claim | None) -> Run:
+        if slot is None:
+            return self.record(
+                job,
+                trigger,
+                RunStatus.FAILED,
+                requested_by=requested_by,
+                error=error,
+                scheduled_for=scheduled_for,
+            )
+        run_id = record_claimed(
+            self.store,
+            slot,
+            RunStatus.FAILED,
+            trigger=trigger,
+            requested_by=requested_by,
+            config_hash=self.config_hash,
+            error=error,
+        )
+        if run_id is None:
+            raise SlotTaken(f"{job} slot {scheduled_for} is claimed")
+        return self._observed(self.store.get(run_id))
+
+    def record_slot(self, slot: Claim, status: RunStatus, *, trigger: str, **kwargs: Any) -> Run | None:
+        """A skipped or missed row for a slot nobody claimed (it then holds the claim); None when
+        another sidecar claimed it (nothing recorded)."""
+        run_id = record_claimed(
+            self.store, slot, status, trigger=trigger, config_hash=self.config_hash, **kwargs
+        )
+        return None if run_id is None else self._observed(self.store.get(run_id))
 
     def record(
         self,
@@ -189,7 +233,7 @@ class Runner:
             return f"unexpected {type(exc).__name__}: {redact(str(exc))}"
         return None
 
-    def _run_job(self, ctx: JobContext, lease: Lease) -> None:
+    def _run_job(self, ctx: JobContext, lease: Lease, slot: Claim | None = None) -> None:
         name, run_id = ctx.job.name, ctx.run_id
         log.info(
             "run started",
@@ -203,10 +247,17 @@ class Runner:
                 status, summary, error = _invoke(ctx)
         finally:
             current_run.reset(token)
-        if status == RunStatus.SUCCEEDED and not lease.still_held():
-            # Another process took the job over: our work may overlap with its, so never "succeeded".
-            status, error = RunStatus.FAILED, _lost_lease(name)
-        self.store.finish_run(run_id, status, summary, error)
+        # Fenced: in the transaction that records the outcome, the lease row must still carry our
+        # token, else another process took the job over and this run is never "succeeded".
+        outcome: dict[str, Any] = {}
+
+        def fenced(conn, status_in, error_in):
+            result = fenced_outcome(lease, slot, run_id, _lost_lease(name))(conn, status_in, error_in)
+            outcome["status"], outcome["error"] = result
+            return result
+
+        self.store.finish_run(run_id, status, summary, error, fenced=fenced)
+        status, error = outcome.get("status", status), outcome.get("error", error)
         log.log(
             logging.INFO if status == RunStatus.SUCCEEDED else logging.ERROR,
             "run finished",
@@ -279,10 +330,10 @@ def default_requester() -> str:
 def reap_interrupted(store: HistoryStore, job: str) -> int:
     """Rows left `running` by a process that died become `interrupted`.
 
-    Safe when nobody live holds the job's lease (or we hold it ourselves, before our own row exists).
+    A row is alive while a live holder of one of the job's leases (any scope) runs it.
     """
-    holder = active_holder(store, job)
-    stale = [r for r in store.running(job) if holder is None or r.id != holder.run_id]
+    alive = {holder.run_id for _job, holder in live_holders(store, job)}
+    stale = [r for r in store.running(job) if r.id not in alive]
     if stale:
         reason = "the process running this job stopped without recording an outcome (killed or crashed)"
         n = store.mark_interrupted([r.id for r in stale], reason)

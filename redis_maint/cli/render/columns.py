@@ -117,8 +117,9 @@ def job_columns(rows: list[dict[str, Any]]) -> list[Column]:
         ),
         Column("description", "description", lambda r: r.get("description"), wide=True),
         Column("timezone", "timezone", lambda r: r.get("timezone"), wide=True),
+        Column("scope", "scope", lambda r: r.get("scope"), drop=4),
     ]
-    known = {"name", "schedule", "next_run", "last_run", "description", "timezone", "daemon"}
+    known = {"name", "schedule", "next_run", "last_run", "description", "timezone", "daemon", "scope"}
     extra = [k for k in (rows[0] if rows else {}) if k not in known]
     columns += [Column(k, k.replace("_", " "), _plain_getter(k), wide=True) for k in extra]
     if rows and "daemon" in rows[0]:
