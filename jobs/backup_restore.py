@@ -97,7 +97,7 @@ def _probe(settings: Any):
     def probe(directory: Path) -> DirCheck:
         return check_dir(
             directory,
-            redis_url=settings.redis_url,
+            redis_url=settings.node_redis_url,  # the node whose files data_dir holds
             data_dir=settings.data_dir,
             timeout=settings.redis_timeout,
         )

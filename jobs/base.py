@@ -58,6 +58,12 @@ class Job:
     # "deployment": one run per slot across every sidecar; "node": one per slot for each Redis node,
     # run by the sidecar beside it (history/slots.py). The lease is per scope too.
     scope: str = "deployment"
+    # A job whose scope depends on where it runs (backup: per node on a Redis Cluster). None: `scope`.
+    scope_for: Callable[[Settings], str] | None = None
+
+    def scope_in(self, settings: Settings) -> str:
+        """The scope in force on this sidecar: "deployment" or "node"."""
+        return self.scope if self.scope_for is None else self.scope_for(settings)
 
     def eligible(self, settings: Settings) -> str | None:
         """None when this sidecar may run the job's scheduled slot, else why not (e.g. its Redis node

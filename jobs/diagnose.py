@@ -101,7 +101,9 @@ def _first_parts(ctx: JobContext, s: DiagnoseSettings) -> list:
     ping_timeout = min(ctx.settings.redis_timeout.total_seconds(), bound * 0.8)
     docker_url = ctx.settings.docker.url
     return [
-        Part("reachability", lambda p: reachability.check(p, ctx.settings.redis_url, ping_timeout), bound),
+        Part(
+            "reachability", lambda p: reachability.check(p, ctx.settings.node_redis_url, ping_timeout), bound
+        ),
         Part(
             "container",
             lambda p: container.check(
@@ -116,7 +118,7 @@ def _second_parts(ctx: JobContext, s: DiagnoseSettings, reach: dict[str, Any], p
     from redis_maint.incident import datafiles, host, load, memory, persistence
     from redis_maint.incident.parts import Part
 
-    url, bound = ctx.settings.redis_url, s.part_timeout.total_seconds()
+    url, bound = ctx.settings.node_redis_url, s.part_timeout.total_seconds()
     info, state = reach.get("info"), reach.get("state")
     parts = [Part("host", lambda p: host.check(p, ctx.settings.data_dir, info), bound)]
     if info is not None:

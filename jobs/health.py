@@ -70,6 +70,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         aof_rewrite, problem = aof_rewrite_state(client, ctx.settings.aof_guard_note, ctx.store)
         if problem:
             verdict.flag("warning", problem)
+    archive = _archive(ctx, client, verdict) if ctx.settings.archive.enabled else None
     return {
         "level": verdict.level,
         "reasons": verdict.reasons,
@@ -78,6 +79,31 @@ def run(ctx: JobContext) -> dict[str, Any]:
         "aof_rewrite": aof_rewrite,
         "replication": replication,
         **({"sentinel": sentinel} if sentinel is not None else {}),
+        **({"archive": archive} if archive is not None else {}),
+    }
+
+
+def _archive(ctx: JobContext, client, verdict) -> dict[str, Any]:
+    """With archive.enabled: Redis writes #TS annotations (a restore to a time needs them), and the lag."""
+    from redis_maint.archive.service import timestamps_enabled
+    from redis_maint.archive.state import ArchiveState
+    from redis_maint.archive.status import lag_seconds
+    from redis_maint.timeutil import utcnow
+
+    stamped = timestamps_enabled(client)
+    if not stamped and not ctx.settings.archive.configure_redis:
+        verdict.flag(
+            "warning",
+            "aof-timestamp-enabled is no: the AOF archive cannot be restored to a time; add "
+            "`aof-timestamp-enabled yes` to redis.conf or set archive.configure_redis = true",
+        )
+    state = ArchiveState(ctx.store, ctx.settings.instance)
+    lag = lag_seconds(state.generations(), utcnow())
+    current = state.current()
+    return {
+        "timestamps": stamped,
+        "generation": current.generation if current else None,
+        "lag_s": None if lag is None else round(lag, 3),
     }
 
 

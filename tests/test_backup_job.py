@@ -54,7 +54,11 @@ def test_backup_of_100k_sessions_to_s3_matches_its_manifest(cli, redis_server, b
     for f in manifest["files"]:
         body = stored[prefix + f["path"]]
         assert (len(body), sha256_of(body)) == (f["size"], f["sha256"])
-    assert set(stored) == {prefix + p for p in paths} | {prefix + "manifest.json"}
+    backup_keys = {k for k in stored if not k.startswith("redis/audit/")}  # and a chain checkpoint (audit)
+    assert backup_keys == {prefix + p for p in paths} | {prefix + "manifest.json"}
+    assert [k for k in stored if k.startswith("redis/audit/checkpoints/")] == [
+        "redis/" + summary["checkpoint"]["key"]
+    ]
     # The summary reports the same files, the bytes, the target and each phase's duration.
     assert summary["files"] == manifest["files"]
     assert summary["bytes"] == sum(f["size"] for f in manifest["files"])

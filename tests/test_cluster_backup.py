@@ -37,14 +37,22 @@ def _myid(server) -> str:
 
 
 def back_up(node, monkeypatch, settings, *, scheduled_for=SLOT, **kwargs):
-    """One shard sidecar's run: its redis_url and data_dir point at its own node."""
+    """One shard sidecar's run: its redis_url and data_dir point at its own node. A scheduled one
+    claims its slot as the daemon does: on a Cluster the backup's scope is the node, so every shard's
+    sidecar gets the same slot."""
     from redis_maint.run.runner import execute
 
     monkeypatch.setenv("REDIS_MAINT_REDIS_URL", node.url)
     monkeypatch.setenv("REDIS_MAINT_DATA_DIR", str(node.dir))
     trigger = "scheduled" if scheduled_for else "manual"
     run = execute(
-        settings(), "backup", trigger=trigger, requested_by="daemon", scheduled_for=scheduled_for, **kwargs
+        settings(),
+        "backup",
+        trigger=trigger,
+        requested_by="daemon",
+        scheduled_for=scheduled_for,
+        claim=scheduled_for is not None,
+        **kwargs,
     )
     assert run.status == RunStatus.SUCCEEDED, run.error
     return run

@@ -30,6 +30,12 @@ JOBS = [
     "backup-restore",
     "backup-keep",
     "backup-unkeep",
+    "diagnose",
+    "audit-report",
+    "backup-reconcile",
+    "backup-audit",
+    "audit-verify",
+    "audit-checkpoint",
 ]
 # The console script lives beside this interpreter; the completion script calls it by name.
 BIN = Path(sys.executable).parent
@@ -79,7 +85,8 @@ def test_run_tab_offers_every_job_name_in_bash():
 
 def test_run_tab_completes_a_prefix():
     assert tab("run", "backup-") == ["backup-age", "backup-verify", "backup-check", "backup-restore",
-                                     "backup-keep", "backup-unkeep"]  # fmt: skip
+                                     "backup-keep", "backup-unkeep", "backup-reconcile",
+                                     "backup-audit"]  # fmt: skip
     assert tab("run", "sess") == ["session-sweep", "session-delete"]
 
 

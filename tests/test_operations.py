@@ -99,7 +99,9 @@ def test_two_runners_share_no_observers_and_no_runs_in_flight(redis_server):
 def test_verify_restore_keep_and_unkeep_are_history_rows_with_who_ran_them(cli, stored, tmp_path):
     verified = cli("backups", "verify", stored, "--as", "bob", "--json")
     assert verified.exit_code == 0, verified.output
-    assert set(json_out(verified)) == VERIFY_KEYS, "the printed result is the job's, without run-path keys"
+    printed = set(json_out(verified))
+    # The job's result (keys may be added, as the drill's depth was), never the run row's own keys.
+    assert printed >= VERIFY_KEYS and not printed & {"job", "trigger", "status", "requested_by"}, printed
     into = tmp_path / "restored"
     restored = cli("backups", "restore", stored, "--target", str(into), "--json")
     assert restored.exit_code == 0, restored.output

@@ -25,7 +25,8 @@ from contextlib import suppress
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from redis_maint.backup.retention import Candidate, Policy, group_listing, incomplete, plan
+from redis_maint.backup.cluster import retention_plan
+from redis_maint.backup.retention import Policy, group_listing, incomplete
 from redis_maint.backup.stored import MANIFEST, read_manifest
 from redis_maint.errors import IntegrityError
 from redis_maint.history.catalog import BackupRecord, BackupStatus, Catalog
@@ -54,7 +55,7 @@ def prune(
     # it holds no retention slot (the newest backup kept is then one that is really there).
     gone = sorted(r.id for r in complete if r.id not in on_target and not _link_above(r.location, links))
     complete = [r for r in complete if r.id not in gone]
-    decided = plan([Candidate(r.id, r.created_at, bool(r.kept)) for r in complete], policy, tz, now=now)
+    decided = retention_plan(complete, policy, tz, now)  # a Redis Cluster backup's shards go as one
     by_id = {r.id: r for r in complete}
     # Leftovers of a backup found missing or changed are evidence for an operator, never "incomplete".
     stale = incomplete(

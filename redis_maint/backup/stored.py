@@ -50,7 +50,12 @@ def build_manifest(
     checks: list[dict[str, Any]] | None,
     job_run_id: int | None,
     tool_version: str,
+    node: dict[str, Any] | None = None,
+    cluster: dict[str, Any] | None = None,
+    fence: int | None = None,
 ) -> dict[str, Any]:
+    """`node`: which Redis node was backed up, its role and replication offset (jobs/backup_source.py).
+    `cluster`: a Cluster shard's node id, slot ranges and cluster backup id (backup/cluster.py)."""
     return {
         "format": FORMAT,
         "id": backup_id,
@@ -64,6 +69,10 @@ def build_manifest(
         "checks": checks,
         "job_run_id": job_run_id,
         "tool": {"name": "redis-maint", "version": tool_version},
+        **({"node": node} if node is not None else {}),
+        **({"cluster": cluster} if cluster is not None else {}),
+        # The fencing token of the run's lease (history/leases.py): a later take has a larger one.
+        **({"fence": fence} if fence is not None else {}),
     }
 
 

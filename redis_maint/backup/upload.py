@@ -17,7 +17,7 @@ from typing import Any
 
 from redis_maint.backup.stored import MANIFEST, encode_manifest
 from redis_maint.redact import redact
-from redis_maint.storage import ObjectInfo, Target, join
+from redis_maint.storage import ObjectInfo, ObjectLock, Target, join
 
 log = logging.getLogger("redis_maint.backup.upload")
 
@@ -30,6 +30,8 @@ def upload_backup(
     *,
     checkpoint: Callable[[], None],
     on_bytes: Callable[[int], None] | None = None,
+    manifest_lock: ObjectLock | None = None,
+    before_manifest: Callable[[], None] | None = None,
 ) -> None:
     """Upload the files, then the manifest; `manifest["files"]` entries gain `etag`/`version_id`
     where the target records them (S3), so pass the same list on to the catalog."""
@@ -44,7 +46,9 @@ def upload_backup(
             )
             record_object(entries.get(f.path), stored)
         checkpoint()
-        target.put_bytes(join(location, MANIFEST), encode_manifest(manifest))
+        if before_manifest is not None:  # the commit point: a manifest makes the backup complete
+            before_manifest()
+        target.put_bytes(join(location, MANIFEST), encode_manifest(manifest), lock=manifest_lock)
     except BaseException:
         discard(target, location, written)
         raise

@@ -58,6 +58,15 @@ _COUNT_SCRIPT = (
     "repeat local r = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000) "
     "cursor = r[1]; n = n + #r[2] until cursor == '0' return n"
 )
+# A Redis Cluster shard's backup (its manifest has `cluster`): up to this many of the loaded keys are
+# hashed to their slots, which must all be the shard's own (else the files are another node's).
+SLOT_SAMPLE = 1000
+_SAMPLE_SCRIPT = (
+    "local keys, cursor, n = {}, '0', tonumber(ARGV[1]) "
+    "repeat local r = redis.call('SCAN', cursor, 'COUNT', 1000) cursor = r[1] "
+    "for _, k in ipairs(r[2]) do if #keys < n then keys[#keys + 1] = k end end "
+    "until cursor == '0' or #keys >= n return keys"
+)
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,12 @@ def deep_verify(env: CheckEnv, target: Target, location: str, opts: DrillOptions
         shutil.rmtree(work, ignore_errors=True)
     if not integrity.checks_ok(result["checks"]):
         result["problems"].append(f"integrity check: {integrity.describe_failures(result['checks'])}")
+    shard = (result.get("server") or {}).get("shard_slots") or {}
+    if shard.get("outside"):
+        result["problems"].append(
+            f"{shard['outside']} of {shard['sampled']} sampled keys hash to slots outside this shard's "
+            f"{shard['slots']} (e.g. {shard['examples'][0]!r}): the files are not this Cluster node's data"
+        )
     result["ok"] = not result["problems"]
     return result
 
@@ -129,13 +144,33 @@ def load_in_server(
             keyspace = _cli(engine, container, ["INFO", "keyspace"], deadline)
             sessions = _cli(engine, container, _count_command(opts), deadline)
             digest = _cli(engine, container, ["DEBUG", "DIGEST"], deadline).strip()
+            shard = _shard_slots(engine, container, manifest, deadline)
             log = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
     finally:
         engine.close()
     counts = {**parse_keyspace(keyspace, opts.db), "sessions": _int(sessions)}
     counts.pop("dbs")
     expiry = {"loaded_keys": loaded["keys"], "expired_keys": max(loaded["keys"] - live, 0)}
-    return {**counts, **expiry, "digest": digest, "load_s": load_s, **_source(log)}
+    shard_part = {} if shard is None else {"shard_slots": shard}
+    return {**counts, **expiry, "digest": digest, "load_s": load_s, **_source(log), **shard_part}
+
+
+def _shard_slots(engine: Engine, container: Any, manifest: dict[str, Any], deadline: float) -> dict | None:
+    """A Cluster shard's backup: do its keys hash to the shard's slots? None for any other backup."""
+    ranges = (manifest.get("cluster") or {}).get("slots")
+    if ranges is None:
+        return None
+    out = _cli(engine, container, ["-n", "0", "EVAL", _SAMPLE_SCRIPT, "0", str(SLOT_SAMPLE)], deadline)
+    keys = [k for k in out.splitlines() if k and not k.startswith("(empty")]
+    return slot_check(keys, ranges)
+
+
+def slot_check(keys: list[str], ranges: list[list[int]]) -> dict[str, Any]:
+    """How many of `keys` hash (CRC16, hash tags honoured) to a slot outside `ranges`."""
+    from redis.crc import key_slot
+
+    outside = [k for k in keys if not any(a <= key_slot(k.encode()) <= b for a, b in ranges)]
+    return {"sampled": len(keys), "outside": len(outside), "examples": outside[:5], "slots": ranges}
 
 
 def _scan_count(engine: Engine, container: Any, db: int, deadline: float) -> int:
@@ -303,6 +338,11 @@ def describe(result: dict[str, Any]) -> list[str]:
             f"from {server['loaded_from'] or '?'} in {server['load_s']}s; the source had {deep.get('source_keys')}"
         )
         lines.append(f"digest   {server.get('digest')} (DEBUG DIGEST of the loaded dataset)")
+        if server.get("shard_slots"):
+            sh = server["shard_slots"]
+            lines.append(
+                f"slots    {sh['sampled'] - sh['outside']} of {sh['sampled']} sampled keys in the shard's slots"
+            )
     keys, parts = deep.get("keys"), deep.get("rto")
     if keys:
         lines.append(
@@ -338,4 +378,8 @@ def session_db(redis_url: str) -> int:
     """The db index of the maintained Redis URL (/N, or ?db=N for unix sockets)."""
     from redis.connection import parse_url
 
+    from redis_maint.topology.sentinel import is_sentinel_url, parse
+
+    if is_sentinel_url(redis_url):  # redis+sentinel://…/service/N
+        return parse(redis_url).db
     return int(parse_url(redis_url).get("db") or 0)

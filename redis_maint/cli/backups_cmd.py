@@ -12,6 +12,7 @@ from redis_maint.cli.output import describe_run, emit_json, verbose_option
 from redis_maint.cli.types import MOMENT
 
 STATUSES = ["pending", "complete", "failed", "pruned", "missing", "changed"]
+STATUSES += ["incomplete"]  # a cluster backup with shards missing (backup/cluster.py)
 
 
 @click.group()
@@ -102,12 +103,14 @@ def list_(
     found = find_backups(
         app.store(),
         instance=instance,
-        status=status,
+        status=None if status == "incomplete" else status,
         since=None if since is None else since.start(),
         until=None if until is None else until.end(),
         limit=None if show_all else limit,
     )
     rows = [r.to_json() for r in found]
+    if any(r.cluster_id for r in found):  # Redis Cluster: a cluster backup's shards as one entry
+        rows = _cluster_rows(app, found, status)
     if mode == "json":
         emit_json(rows)
         return
@@ -118,6 +121,19 @@ def list_(
     from redis_maint.cli.render.listing import emit
 
     emit(mode, BACKUPS, rows)
+
+
+def _cluster_rows(app: App, found: list, status: str | None) -> list[dict[str, Any]]:
+    """Each cluster backup as one entry with its shards nested (--status: its own, or any shard's)."""
+    from redis_maint.backup import cluster
+    from redis_maint.history.catalog import Catalog
+
+    rows = cluster.listing(Catalog(app.store()), list(found))
+    if status is None:
+        return rows
+    return [
+        r for r in rows if r["status"] == status or any(s["status"] == status for s in r.get("shards") or [])
+    ]
 
 
 FILE_CSV = ("backup_id", "created_at", "status", "path", "size", "sha256", "version_id", "etag")
@@ -217,6 +233,7 @@ def verify(app: App, backup_id: str, as_json: bool, deep: bool, requested_by: st
     Examples:
       redis-maint backups verify 20261201T030000Z-c886fe
       redis-maint backups verify 20261201T030000Z-c886fe --deep --json
+      redis-maint backups verify 20261201T030000Z-cluster --deep
 
     \b
     Environment:
@@ -226,6 +243,14 @@ def verify(app: App, backup_id: str, as_json: bool, deep: bool, requested_by: st
       REDIS_MAINT_TARGET__URI   the backup target (S3: the standard AWS_* variables)
       REDIS_MAINT_CHECK_IMAGE   the image of the --deep check container (with DOCKER_HOST)
     """
+    state = _cluster_backup(app, backup_id)
+    if state is not None:  # a cluster backup: its manifest, then each shard as a backup-check run
+        from redis_maint.cli import cluster_backups_cmd
+
+        code = cluster_backups_cmd.verify(
+            app, state, deep, as_json, lambda p: _operate(app, "backup-check", p, requested_by, as_json)
+        )
+        raise click.exceptions.Exit(code)
     run = _operate(app, "backup-check", {"backup_id": backup_id, "deep": deep}, requested_by, as_json)
     result = _result_or_exit(run)
     if as_json:
@@ -236,7 +261,22 @@ def verify(app: App, backup_id: str, as_json: bool, deep: bool, requested_by: st
 
 
 @backups.command()
-@click.argument("backup_id", metavar="ID", shell_complete=backup_ids)
+@click.argument("backup_id", metavar="[ID]", required=False, shell_complete=backup_ids)
+@click.option(
+    "--to-time",
+    "to_time",
+    metavar="TIME",
+    help="Instead of a backup: restore the AOF archive to this second, ISO 8601 (2026-12-01T21:30:05Z; "
+    "no zone = UTC) or `latest`.",
+)
+@click.option(
+    "--before-run",
+    "before_run",
+    metavar="RUN_ID",
+    type=click.IntRange(min=1),
+    help="Instead of a backup: restore the AOF archive to the last second before that recorded run "
+    "started (e.g. a `sessions delete --all`); the history row records the run undone.",
+)
 @click.option(
     "--target",
     "directory",
@@ -250,13 +290,32 @@ def verify(app: App, backup_id: str, as_json: bool, deep: bool, requested_by: st
     help="Restore into a non-empty DIR, moving its Redis files aside. Never into a DIR a Redis is running on.",
 )
 @click.option("--json", "as_json", is_flag=True, help="What was restored, as JSON on stdout.")
+@click.option(
+    "--shard",
+    "node_id",
+    metavar="NODE_ID",
+    help="Redis Cluster: restore this node's shard of a cluster backup (its CLUSTER MYID).",
+)
 @AS_OPTION
 @verbose_option
 @pass_app
 def restore(
-    app: App, backup_id: str, directory: Path, force: bool, as_json: bool, requested_by: str | None
+    app: App,
+    backup_id: str,
+    directory: Path,
+    force: bool,
+    as_json: bool,
+    requested_by: str | None,
+    node_id: str | None = None,
+    to_time: str | None = None,
+    before_run: int | None = None,
 ) -> None:
     """Download and verify a backup, then lay out dump.rdb and appendonlydir/ in DIR.
+
+    With --to-time or --before-run instead of ID: the AOF archive's base and segments up to that
+    second, checked (sha256), cut at the time by redis-check-aof --truncate-to-timestamp in a throwaway
+    container, and proven by loading them in a throwaway redis-server (key count, DEBUG DIGEST);
+    appendonlydir/ is laid out in DIR. A time outside the archive's window exits 2 and states it.
 
     Refused (exit 2, nothing recorded) while a Redis runs on DIR: the configured one (its CONFIG GET
     dir, or REDIS_MAINT_DATA_DIR) or any local redis-server working there. Stop it first; start it
@@ -266,7 +325,9 @@ def restore(
     \b
     Examples:
       redis-maint backups restore 20261201T030000Z-c886fe --target /srv/redis-restore
-      redis-maint backups restore 20261201T030000Z-c886fe --target /data --force --as alice
+      redis-maint backups restore --to-time 2026-12-01T21:30:05Z --target /srv/redis-restore
+      redis-maint backups restore --before-run 4711 --target /srv/redis-restore --json
+      redis-maint backups restore 20261201T030000Z-cluster --shard 07c37dfeb235 --target /data
 
     \b
     Environment:
@@ -276,7 +337,18 @@ def restore(
       REDIS_MAINT_TARGET__URI   the backup target (S3: the standard AWS_* variables)
       REDIS_MAINT_REDIS_URL, REDIS_MAINT_DATA_DIR   the Redis that must not be running on DIR
     """
-    params = {"backup_id": backup_id, "directory": str(directory), "force": force}
+    if backup_id is None or to_time is not None or before_run is not None:  # the AOF archive
+        params = {"backup_id": backup_id, "directory": str(directory), "force": force}
+        params |= {"to_time": to_time, "before_run": before_run}
+        if node_id is not None:
+            raise click.UsageError("--shard restores a backup of a Redis Cluster node, not the AOF archive")
+    else:
+        state = _cluster_backup(app, backup_id)
+        if state is not None or node_id is not None:  # Redis Cluster: one shard of a cluster backup
+            from redis_maint.cli import cluster_backups_cmd
+
+            backup_id = cluster_backups_cmd.shard_backup_id(app, backup_id, node_id, state)
+        params = {"backup_id": backup_id, "directory": str(directory), "force": force}
     run = _operate(app, "backup-restore", params, requested_by, as_json)
     result = _result_or_exit(run)
     if as_json:
@@ -322,6 +394,18 @@ def _say_why(run) -> None:
     from redis_maint.redact import redact
 
     click.echo(f"redis-maint: {redact(run.error or f'run {run.id} of {run.job} {run.status}')}", err=True)
+
+
+def _cluster_backup(app: App, backup_id: str):
+    """The cluster backup with this id (backup/cluster.py), or None: a backup's own id comes first."""
+    from redis_maint.history.catalog import Catalog
+
+    catalog = Catalog(app.store())
+    if catalog.get(backup_id) is not None:
+        return None
+    from redis_maint.backup import cluster
+
+    return cluster.find(catalog, backup_id, app.core_settings().instance)
 
 
 def _open(app: App, backup_id: str):

@@ -46,9 +46,23 @@ def run_row_options(fn):
     is_flag=True,
     help="backup only: store the backup but apply no retention (e.g. an ad hoc backup before a change).",
 )
+@click.option(
+    "--cluster-id",
+    metavar="ID",
+    help="backup only, on Redis Cluster: the cluster backup this shard's backup joins (give every shard's "
+    "sidecar the same ID; scheduled runs use their slot).",
+)
 @run_row_options
 @pass_app
-def run(app: App, job: str, dry_run: bool, no_prune: bool, as_json: bool, requested_by: str | None) -> None:
+def run(
+    app: App,
+    job: str,
+    dry_run: bool,
+    no_prune: bool,
+    as_json: bool,
+    requested_by: str | None,
+    cluster_id: str | None = None,
+) -> None:
     """Run JOB now, in this process, through the same path as the daemon.
 
     Exit 0 on success, 1 on failure, 2 for bad parameters (nothing runs),
@@ -72,4 +86,6 @@ def run(app: App, job: str, dry_run: bool, no_prune: bool, as_json: bool, reques
       REDIS_MAINT_JOBS__<JOB>__<FIELD>   the job's own settings
     """
     params = {"prune": False} if no_prune else None
+    if cluster_id is not None:
+        params = {**(params or {}), "cluster_id": cluster_id}
     run_and_report(app, job, as_json, dry_run=dry_run, params=params, requested_by=requested_by)

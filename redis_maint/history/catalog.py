@@ -65,6 +65,9 @@ class BackupRecord:
     # The evidence chain (history/chain.py): the hash of this row's latest ledger record and the one before.
     prev_hash: str | None = None
     hash: str | None = None
+    # Redis Cluster: the cluster backup this shard belongs to, and the node it copied (backup/cluster.py).
+    cluster_id: str | None = None
+    shard: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The documented `backups list --json` shape (README: JSON output)."""
@@ -87,6 +90,7 @@ class BackupRecord:
             "kept_reason": self.kept_reason,
             "kept_by": self.kept_by,
             "kept_at": isoformat(self.kept_at),
+            **({"cluster_id": self.cluster_id, "shard": self.shard} if self.cluster_id else {}),
         }
 
 
@@ -246,6 +250,20 @@ class Catalog:
         if limit:
             query = query.limit(limit)
         with self._guard("list backups"), self.engine.connect() as conn:
+            return [BackupRecord(**row) for row in conn.execute(query).mappings()]
+
+    def shards_of(self, cluster_ids: list[str], *, instance: str | None = None) -> list[BackupRecord]:
+        """Every shard backup of these cluster backups (backup/cluster.py), oldest first."""
+        if not cluster_ids:
+            return []
+        query = (
+            select(db.backups)
+            .where(db.backups.c.cluster_id.in_(sorted(set(cluster_ids))))
+            .order_by(db.backups.c.created_at, db.backups.c.id)
+        )
+        if instance is not None:
+            query = query.where(db.backups.c.instance == instance)
+        with self._guard("list shard backups"), self.engine.connect() as conn:
             return [BackupRecord(**row) for row in conn.execute(query).mappings()]
 
     def _change(

@@ -4,6 +4,12 @@ SQLite is the default: WAL lets readers run beside one writer, busy_timeout make
 queue instead of failing, and every transaction starts with BEGIN IMMEDIATE so that a
 read-then-write transaction never dies with SQLITE_BUSY halfway (a deferred transaction
 cannot wait for the write lock it upgrades to).
+
+PostgreSQL (`postgresql+psycopg://`, several sidecars on one history) runs at READ COMMITTED:
+a read-then-write transaction locks the rows it read (SELECT ... FOR UPDATE; SQLite's dialect
+leaves FOR UPDATE out, BEGIN IMMEDIATE already serializes it), and a race to insert the same key
+is retried by its caller. The pool pings a connection before using it, so a restarted server
+costs one reconnect, not an error.
 """
 
 from __future__ import annotations
@@ -28,17 +34,19 @@ from sqlalchemy import (
     create_engine,
     event,
 )
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 
 from redis_maint.errors import HistoryError
+from redis_maint.history import migrations
 from redis_maint.history.db_errors import history_error
 from redis_maint.redact import redact_url
 from redis_maint.timeutil import as_utc
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A server that does not answer (a black-holed host) fails a connection attempt after this long.
+SERVER_CONNECT_TIMEOUT_S = 10
 
 
 class UTCDateTime(TypeDecorator):
@@ -78,6 +86,8 @@ runs = Table(
     Column("os_user", String(128)),
     Column("scheduled_for", UTCDateTime),
     Column("config_hash", String(64)),
+    # Fencing (history/slots.py): the token of the lease take this run ran under (NULL: rows from before).
+    Column("fence", BigInteger),
 )
 
 leases = Table(
@@ -90,6 +100,34 @@ leases = Table(
     Column("run_id", Integer),
     Column("acquired_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
+    # Fencing: this take's token from lease_fences (only grows per lease name). NULL: taken before fencing.
+    Column("fence", BigInteger),
+)
+
+# The last fencing token given out per lease name (history/leases.py): kept when a lease is released,
+# so every take of a lease gets a larger token than any before it.
+lease_fences = Table(
+    "lease_fences",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("token", BigInteger, nullable=False),
+)
+
+# One claim per scheduled slot (history/slots.py): the key is the slot, so the store itself lets only
+# one sidecar run it. Inserted in the transaction that takes the lease and writes the run's row.
+slot_claims = Table(
+    "slot_claims",
+    metadata,
+    Column("job", String(64), primary_key=True),
+    Column("scope", String(255), primary_key=True),  # "deployment", or "node:<host:port>" of a node job
+    Column("scheduled_for", UTCDateTime, primary_key=True),
+    Column("state", String(16), nullable=False),  # running, done, skipped, missed
+    Column("run_id", Integer),
+    Column("fence", BigInteger),
+    Column("owner_host", String(255)),
+    Column("owner_pid", Integer),
+    Column("claimed_at", UTCDateTime, nullable=False),  # the database's clock
+    Column("attempts", Integer, nullable=False),  # 1, +1 for each catch-up that took an orphan over
 )
 
 # The backup catalog (redis_maint/catalog.py). Rows are never deleted: pruned backups stay
@@ -124,6 +162,27 @@ backups = Table(
     # The evidence chain (history/chain.py): the hash of this row's latest ledger record and the one before.
     Column("prev_hash", String(64)),
     Column("hash", String(64)),
+    # Redis Cluster (redis_maint/backup/cluster.py): the cluster backup this shard backup belongs to
+    # (from the run's scheduled_for, or --cluster-id), and the node it copied: {node_id, role,
+    # primary_id, slots, topology}. NULL for a backup of a Redis that is not in cluster mode.
+    Column("cluster_id", String(64), index=True),
+    Column("shard", JSON),
+)
+
+# One row per cluster backup whose cluster manifest a shard's run claimed (redis_maint/backup/cluster.py):
+# inserting the row is the claim, so exactly one of the shards that find every shard complete writes it.
+cluster_backups = Table(
+    "cluster_backups",
+    metadata,
+    Column("instance", String(128), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("claimed_by_run", Integer),
+    Column("claimed_at", UTCDateTime, nullable=False),
+    Column("written_at", UTCDateTime),  # set once the cluster manifest is on the target
+    Column("target_root", String(1024)),
+    Column("location", String(512)),  # key of the cluster manifest under target_root
+    Column("sha256", String(64)),
+    Column("shards", JSON),  # [{node_id, backup_id, slots}]
 )
 
 # One row per daemon process (redis_maint/history/daemons.py): where it runs, its heartbeat and the
@@ -164,6 +223,45 @@ ledger_head = Table(
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
 )
+# The AOF archiver's position (redis_maint/archive/state.py): one row per instance and generation, the
+# current one being where it resumes. Not evidence: never chained. Written only after an upload succeeded.
+archive_state = Table(
+    "archive_state",
+    metadata,
+    Column("instance", String(128), primary_key=True),
+    Column("generation", String(64), primary_key=True),
+    Column("status", String(16), nullable=False, index=True),  # current, closed, pruned
+    Column("reason", Text),  # why it started
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("backup_id", String(64)),
+    Column("base_name", String(255)),
+    Column("base_sha256", String(64)),
+    Column("base_time", UTCDateTime),  # the earliest instant it can restore to
+    Column("incr_file", String(255)),  # the incr file followed now
+    Column("incr_inode", BigInteger),
+    Column("offset", BigInteger, nullable=False),  # archived bytes of incr_file: [0, offset)
+    Column("safe_until", UTCDateTime),  # every write acknowledged before this (Redis's clock) is archived
+    Column("last_segment_at", UTCDateTime),
+    Column("segments", Integer, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime),
+    Column("fence", BigInteger),  # the lease's fencing token of the last writer, where fencing exists
+)
+archive_segments = Table(
+    "archive_segments",
+    metadata,
+    Column("instance", String(128), primary_key=True),
+    Column("generation", String(64), primary_key=True),
+    Column("incr_file", String(255), primary_key=True),
+    Column("offset", BigInteger, primary_key=True),
+    Column("length", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("first_ts", BigInteger),
+    Column("last_ts", BigInteger),
+    Column("uploaded_at", UTCDateTime, nullable=False),
+)
+
 # Columns that hold the chain's hashes: never part of a chained record.
 CHAIN_COLUMNS = ("prev_hash", "hash")
 
@@ -172,12 +270,16 @@ _engines_lock = threading.Lock()
 
 
 def engine_for(url: str) -> Engine:
-    """One engine per URL per process, with the schema created or upgraded."""
+    """One engine per URL per process, with the schema at HEAD (created or upgraded)."""
     with _engines_lock:
         engine = _engines.get(url)
         if engine is None:
             engine = _create(url)
-            ensure_schema(engine)
+            try:
+                ensure_schema(engine)
+            except BaseException:
+                engine.dispose()
+                raise
             _engines[url] = engine
         return engine
 
@@ -199,7 +301,7 @@ def _create(url: str) -> Engine:
         ) from None
     if parsed.get_backend_name() != "sqlite":
         try:
-            return create_engine(url, pool_pre_ping=True, future=True)
+            return create_engine(url, pool_pre_ping=True, connect_args=_server_connect_args(parsed))
         except ImportError as exc:
             raise HistoryError(
                 f"history store {redact_url(url)}: the {parsed.drivername} driver is not installed "
@@ -236,27 +338,40 @@ def _create(url: str) -> Engine:
     return engine
 
 
+def _server_connect_args(parsed) -> dict:
+    """A bounded connection attempt for libpq drivers (psycopg), unless the URL sets its own."""
+    if parsed.get_driver_name() not in ("psycopg", "psycopg2") or "connect_timeout" in parsed.query:
+        return {}
+    return {"connect_timeout": SERVER_CONNECT_TIMEOUT_S}
+
+
 def ensure_schema(engine: Engine) -> None:
-    """Create missing tables, then add missing columns: upgrades are additive and automatic."""
-    for attempt in range(5):
-        try:
-            metadata.create_all(engine, checkfirst=True)
-            _add_missing_columns(engine)
+    """The store's schema at this code's head revision (history/migrations/). A store at HEAD costs one
+    query; Alembic is loaded only for a new store, one behind, or one from before migrations. A store
+    upgraded by a newer redis-maint is refused (SchemaNewerThanCodeError, exit 2), with nothing changed."""
+    try:
+        if schema_revision(engine) == (migrations.HEAD,):
             return
-        except SQLAlchemyError as exc:
-            # Two processes creating the schema at once: the loser sees "already exists".
-            if ("already exists" not in str(exc) and "duplicate column" not in str(exc)) or attempt == 4:
-                url = engine.url.render_as_string(hide_password=False)
-                raise history_error(exc, url, "open it and create or upgrade its tables") from None
+        from redis_maint.history.migrations import upgrade
+
+        upgrade.upgrade_to_head(engine, metadata)
+    except SQLAlchemyError as exc:
+        url = engine.url.render_as_string(hide_password=False)
+        raise history_error(exc, url, "open it and bring its schema up to date") from None
 
 
-def _add_missing_columns(engine: Engine) -> None:
-    inspector = sa_inspect(engine)
-    for table in metadata.sorted_tables:
-        present = {col["name"] for col in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in present:
-                continue
-            ddl_type = column.type.compile(dialect=engine.dialect)
-            with engine.begin() as conn:
-                conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {ddl_type}')
+def schema_revision(engine: Engine) -> tuple[str, ...]:
+    """The store's Alembic revision(s), in one query; () for a new store or one from before migrations."""
+    with engine.connect() as conn:
+        try:
+            return tuple(conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars())
+        except DBAPIError as exc:
+            if _no_such_table(exc):
+                return ()
+            raise
+
+
+def _no_such_table(exc: DBAPIError) -> bool:
+    if getattr(exc.orig, "sqlstate", None) == "42P01":  # PostgreSQL: undefined_table
+        return True
+    return isinstance(exc, OperationalError) and "no such table" in str(exc.orig)

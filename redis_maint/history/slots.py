@@ -110,10 +110,13 @@ def open_run(
     requested_by: str | None,
     config_hash: str | None,
     claim: Claim | None = None,
+    scheduled_for: datetime | None = None,
     wait_s: float = 0.0,
     skipped_error: Callable[[Holder], str] = str,
 ) -> Opened:
     """Claim the slot (if any), take the lease and write the run's `running` row, in one transaction.
+    `scheduled_for` is recorded for a run that belongs to a slot without claiming it (the claim's
+    slot otherwise), so shard backups of one slot still group by it.
 
     While another run of the job holds the lease, retries for `wait_s`, then records a `skipped`
     row (which holds the claim). Raises SlotTaken when another sidecar holds the claim.
@@ -125,7 +128,15 @@ def open_run(
         try:
             with store.engine.begin() as conn:
                 opened = _attempt(
-                    conn, lease, claim, trigger, requested_by, config_hash, final, skipped_error
+                    conn,
+                    lease,
+                    claim,
+                    trigger,
+                    requested_by,
+                    config_hash,
+                    final,
+                    skipped_error,
+                    scheduled_for,
                 )
         except IntegrityError:
             # Two first takes of a lease or claims of a slot at once (PostgreSQL): read it again.
@@ -153,7 +164,9 @@ def _attempt(
     config_hash: str | None,
     final: bool,
     skipped_error: Callable[[Holder], str],
+    scheduled_for: datetime | None = None,
 ) -> Opened | None:
+    slot = claim.slot if claim is not None else scheduled_for
     now = store_now(conn)
     holder = lease.locked_holder(conn)  # first: serializes every claim of this job and scope
     live = holder if holder is not None and not holder_is_dead(holder, now) else None
@@ -175,7 +188,7 @@ def _attempt(
         if not final:
             return None
         run_id = _record(
-            conn, lease.job, trigger, requested_by, config_hash, RunStatus.SKIPPED, claim, skipped_error(live)
+            conn, lease.job, trigger, requested_by, config_hash, RunStatus.SKIPPED, slot, skipped_error(live)
         )
         if claim is not None:
             _write_claim(conn, claim, existing, now, state=SKIPPED, run_id=run_id, fence=None)
@@ -189,7 +202,7 @@ def _attempt(
         requested_by,
         started_at=now,
         status=RunStatus.RUNNING,
-        scheduled_for=None if claim is None else claim.slot,
+        scheduled_for=slot,
         config_hash=config_hash,
         fence=lease.fence,
     )
@@ -233,7 +246,7 @@ def _write_claim(
 
 
 def _record(
-    conn, job, trigger, requested_by, config_hash, status, claim: Claim | None, error: str | None, **more
+    conn, job, trigger, requested_by, config_hash, status, slot: datetime | None, error: str | None, **more
 ) -> int:
     now = store_now(conn)
     run_id = _insert(
@@ -245,7 +258,7 @@ def _record(
         finished_at=now,
         status=status,
         error=None if error is None else redact(error),
-        scheduled_for=None if claim is None else claim.slot,
+        scheduled_for=slot,
         config_hash=config_hash,
         **more,
     )
@@ -328,7 +341,7 @@ def record_claimed(
                 return None  # a host clock ahead of the store's: that slot has not even come yet
             _write_claim(conn, claim, None, now, state=state, run_id=0, fence=None)
             run_id = _record(
-                conn, claim.job, trigger, requested_by, config_hash, status, claim, error, **more
+                conn, claim.job, trigger, requested_by, config_hash, status, claim.slot, error, **more
             )
             conn.execute(update(db.slot_claims).where(claim.key()).values(run_id=run_id))
             return run_id

@@ -63,6 +63,9 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(HistoryCollector(store, jobs, instance))
+        # Redis's clock for the archive's lag (the daemon's archiver sets it); this host's clock otherwise.
+        self.archive_clock = None
+        self.registry.register(ArchiveCollector(store, instance, lambda: self.archive_clock))
 
     def observe(self, run: Run) -> None:
         if run.finished_at is None or run.status in (RunStatus.SKIPPED, RunStatus.MISSED):
@@ -224,3 +227,33 @@ def catalog_families(store: HistoryStore, instance: str) -> Iterator[Metric]:
         "Backups in the catalog whose objects on the target differ from what was recorded at upload",
         counts.get(BackupStatus.CHANGED, 0),
     )
+
+
+class ArchiveCollector(Collector):
+    """redis_maint_archive_lag_seconds: Redis's clock minus the newest instant safe in the AOF archive,
+    read from the archive's state at scrape time (nothing while there is no archive)."""
+
+    def __init__(self, store: HistoryStore, instance: str, clock):
+        self.store, self.instance, self.clock = store, instance, clock
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        from redis_maint.archive.state import ArchiveState
+        from redis_maint.archive.status import lag_seconds
+        from redis_maint.timeutil import utcnow
+
+        try:
+            gens = ArchiveState(self.store, self.instance).generations()
+            clock = self.clock()
+            lag = lag_seconds(gens, clock() if clock is not None else utcnow())
+        except Exception as exc:  # a scrape never fails on the store: the gauge is left out
+            log.warning("archive metrics unavailable", extra={"error": explain(exc, self.store.url)})
+            return
+        if lag is not None:
+            yield from _gauge(
+                "redis_maint_archive_lag_seconds",
+                "Redis's clock minus the newest instant safe in the AOF archive",
+                lag,
+            )

@@ -75,6 +75,8 @@ class Daemon:
         self.scheduler = None
         self.endpoint = None
         self.metrics = None
+        # The AOF archiver's thread (archive.enabled): redis_maint/archive/service.py.
+        self.archiver = None
         # The previous daemon's last sign of life, read before our row supersedes it.
         self.downtime: missed_slots.Downtime | None = None
         # The slot each catch-up run stands in for: the newest one that passed while we were down.
@@ -416,11 +418,30 @@ class Daemon:
                     args=[name, Trigger.CATCH_UP, self._catch_up_slot(name)],
                     id=f"{name}:catch-up",
                 )
+        self.start_archiver()
         self.start_observability()
         schedules = {name: str(self.settings.job(name).schedule) for name in REGISTRY}
         log.info("daemon started", extra={"pid": os.getpid(), "schedules": schedules})
         scheduler.start()  # blocks until shutdown()
         return self.drain()
+
+    def start_archiver(self) -> None:
+        """The AOF archiver as a long-lived thread when archive.enabled (it takes its own lease and
+        archives only while this sidecar's node is the primary)."""
+        if not self.settings.archive.enabled:
+            return
+        from redis_maint.run.archiving import build_service
+
+        self.archiver = build_service(self.settings, self.store, config_hash=self.runner.config_hash)
+        self.archiver.start()
+        log.info(
+            "archiver thread started", extra={"interval_s": self.settings.archive.interval.total_seconds()}
+        )
+
+    def stop_archiver(self) -> None:
+        if self.archiver is not None:
+            self.archiver.stop(timeout=self.settings.daemon.drain_grace.total_seconds())
+            self.archiver = None
 
     def start_observability(self) -> None:
         """Metrics from every run, and /healthz + /metrics when http.port is not 0."""
@@ -431,6 +452,8 @@ class Daemon:
         metrics = Metrics(self.store, list(REGISTRY), self.settings.instance)
         self.runner.add_observer(metrics.observe)
         self.metrics = metrics
+        if self.archiver is not None:
+            metrics.archive_clock = self.archiver.redis_now
         http = self.settings.http
         if http.port == 0:
             return
@@ -472,6 +495,7 @@ class Daemon:
 
     def drain(self) -> int:
         """Let running jobs finish within the grace period, then mark the rest interrupted."""
+        self.stop_archiver()
         deadline = time.monotonic() + self.settings.daemon.drain_grace.total_seconds()
         while self.runner.active_runs() and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -115,6 +115,7 @@ class Runner:
             requested_by=requested_by,
             config_hash=self.config_hash,
             claim=slot,
+            scheduled_for=scheduled_for,
             wait_s=lease_wait.total_seconds() if lease_wait else 0.0,
             skipped_error=lambda holder: str(held_error(job.name, holder)),
         )
@@ -153,7 +154,7 @@ class Runner:
 
     def scope_of(self, job_name: str) -> str:
         """The claim and lease scope of a job here: "deployment", or this sidecar's Redis node."""
-        return scope_key(get_job(job_name).scope, self.settings.node_redis_url)
+        return scope_key(get_job(job_name).scope_in(self.settings), self.settings.node_redis_url)
 
     def _refused(self, job, trigger, requested_by, error, scheduled_for, slot: Claim | None) -> Run:
         if slot is None:

@@ -63,6 +63,17 @@ def _kept(r: dict[str, Any]) -> str:
     return f"by {r.get('kept_by')}" + (f": {r['kept_reason']}" if r.get("kept_reason") else "")
 
 
+BACKUP_STYLE.update(incomplete="yellow")  # a Redis Cluster backup with shards missing
+
+
+def _backup_status(r: dict[str, Any]) -> str:
+    """A Redis Cluster backup is one row: its status and how many of its shards are complete."""
+    c = r.get("cluster")
+    if not c:
+        return r["status"]
+    return f"{r['status']}, cluster {c['shards_complete']}/{c['shards_expected']} shards"
+
+
 BACKUPS = [
     Column("id", "id", lambda r: r["id"], whole=True),
     Column("created_at", "created (UTC)", _when("created_at"), whole=True),
@@ -70,7 +81,8 @@ BACKUPS = [
     Column(
         "status",
         "status",
-        lambda r: r["status"],
+        lambda r: _backup_status(r),
+        raw=lambda r: r["status"],
         whole=True,
         style=lambda r: BACKUP_STYLE.get(r.get("status")),
     ),
