@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING
 
 from jobs import REGISTRY
 from redis_maint.history.daemons import DaemonPublisher, Schedules
-from redis_maint.history.db_errors import HistoryUnreachableError
 from redis_maint.history.leases import now_of
-from redis_maint.history.runs import HistoryStore, RunStatus, Trigger
+from redis_maint.history.runs import RunStatus, Trigger
 from redis_maint.history.slots import Claim, SlotTaken
 from redis_maint.redact import redact
-from redis_maint.run import exactly_once, missed_slots
-from redis_maint.run.interrupts import signals_cancel
-from redis_maint.run.runner import build_runner, reap_interrupted
+from redis_maint.run import exactly_once, missed_slots, startup
+from redis_maint.run.runner import build_runner
+from redis_maint.run.startup import AOF_RESTORE
 from redis_maint.timeutil import isoformat, utcnow
 
 if TYPE_CHECKING:
@@ -35,41 +34,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("redis_maint.run.daemon")
 
 MISFIRE_GRACE_S = 3600
-# Not a job: the daemon's own check for AOF rewrites left paused by a dead run (its history rows).
-AOF_RESTORE = "aof-rewrite-restore"
 # Not a job: the daemon's look for claimed slots whose run died, for jobs with long periods.
 SLOT_FAILOVER = "slot-failover"
-
-
-# A history server that is down when the daemon starts is waited for: retries back off to this.
-STORE_RETRY_FIRST_S = 0.5
-STORE_RETRY_MAX_S = 30.0
-
-
-def open_store(url: str, stopping: threading.Event) -> HistoryStore:
-    """The history store, retried with a backoff (each attempt logged) while its server is
-    unreachable; SIGTERM/SIGINT meanwhile ends the daemon cleanly (exit 0). Other errors raise."""
-    delay, attempt = STORE_RETRY_FIRST_S, 1
-    while True:
-        try:
-            return HistoryStore(url)
-        except HistoryUnreachableError as exc:
-            log.warning(
-                "history store unreachable; the daemon retries",
-                extra={"attempt": attempt, "retry_in_s": delay, "error": str(exc)},
-            )
-        with signals_cancel(stopping):
-            if stopping.wait(delay):
-                log.info("daemon stopped before the history store answered")
-                raise SystemExit(0)
-        delay, attempt = min(delay * 2, STORE_RETRY_MAX_S), attempt + 1
 
 
 class Daemon:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.stopping = threading.Event()
-        self.store = open_store(settings.history_url, self.stopping)
+        self.store = startup.open_store(settings.history_url, self.stopping)
         self.runner = build_runner(settings, self.store)
         self.started_at: datetime | None = None
         self.scheduler = None
@@ -195,7 +168,7 @@ class Daemon:
         return slot
 
     def _slot(self, name: str, at: datetime) -> Claim:
-        return Claim(name, self.runner.scope_of(name), at)
+        return startup.slot(self.runner, name, at)
 
     def _eligible(self, name: str, scheduled_for: datetime | None) -> bool:
         """Whether this sidecar takes the slot (Job.eligible). One that does not records nothing:
@@ -274,129 +247,32 @@ class Daemon:
             for name in REGISTRY
         }
 
-    # -- start-up -----------------------------------------------------------------------
+    # -- start-up (redis_maint/run/startup.py) --------------------------------------------
     def reap(self) -> None:
-        for name in REGISTRY:
-            reap_interrupted(self.store, name)
+        startup.reap(self.store)
 
     def restore_aof_rewrites(self, trigger: str = Trigger.CATCH_UP) -> int | None:
-        """Restore auto-aof-rewrite-percentage left at 0 by a run that died, and record it.
-
-        Returns the history row's id, or None when nothing needed restoring. Never raises:
-        Redis may be down while the daemon starts; the next check retries.
-        """
-        note = self.settings.aof_guard_note
-        if not note.exists():
-            return None
-        try:
-            repair = self._restore_from(note)
-            if repair is None:
-                return None
-            summary = {**repair.summary(), "note": str(note)}
-            log.warning("restored auto-aof-rewrite-percentage left paused by a dead run", extra=summary)
-            return self.store.record(
-                AOF_RESTORE,
-                trigger,
-                RunStatus.SUCCEEDED,
-                requested_by="daemon",
-                summary=summary,
-                config_hash=self.runner.config_hash,
-            )
-        except Exception as exc:
-            log.warning(
-                "could not check AOF rewrites left paused; retrying later",
-                extra={"note": str(note), "error": redact(str(exc))},
-            )
-            return None
-
-    def _restore_from(self, note):
-        from redis_maint.redis_conn import connect
-        from redis_maint.snapshot.aof_guard import restore_if_orphaned
-
-        # The node whose AOF it is: node_url beside a Sentinel-managed node, else redis_url.
-        client = connect(self.settings.node_redis_url, self.settings.redis_timeout)
-        try:
-            return restore_if_orphaned(client, note, self.store)
-        finally:
-            client.close()
+        """Restore AOF rewrites left paused by a dead run and record it (row id, or None); never raises."""
+        return startup.restore_aof_rewrites(self.settings, self.store, self.runner, trigger)
 
     def catch_up(self) -> list[str]:
         """Jobs whose last success is older than their period (or that never succeeded) run now."""
-        due = []
-        now = utcnow()
-        tz = self.settings.tz
-        for name in REGISTRY:
-            schedule = self.settings.job(name).schedule
-            if schedule.kind == "off":
-                continue
-            last_ok = self.store.last(name, status=RunStatus.SUCCEEDED)
-            nxt = schedule.next_after(now, tz)
-            period = schedule.next_after(nxt, tz) - nxt
-            if last_ok is not None and now - last_ok.started_at <= period:
-                continue
-            previous = schedule.previous_at_or_before(now, tz)
-            last_any = self.store.last(name)
-            if previous and last_ok and (last_any is None or last_any.started_at < previous):
-                self.runner.record_slot(
-                    self._slot(name, previous),
-                    RunStatus.MISSED,
-                    trigger=Trigger.SCHEDULED,
-                    requested_by="daemon",
-                    started_at=previous,
-                    error="the daemon was not running at this scheduled time; catching up now",
-                )
-                self.catch_up_slots.setdefault(name, previous)
-            due.append(name)
-        return due
-
-    def _previous_downtime(self) -> missed_slots.Downtime | None:
-        try:
-            return missed_slots.previous_downtime(self.store)
-        except Exception as exc:  # evidence we cannot read must not keep the daemon from running
-            log.error("could not read when the previous daemon stopped", extra={"error": redact(str(exc))})
-            return None
+        return startup.catch_up(self.settings, self.store, self.runner, self.catch_up_slots)
 
     def record_missed_slots(self, until: datetime | None = None) -> dict[str, int]:
         """One `missed` row per slot that passed while no daemon ran (bounded per job); {job: slots}."""
-        down = self.downtime
-        if down is None:
+        if self.downtime is None:
             return {}
-        until = until or utcnow()
-        counts: dict[str, int] = {}
-        for name in REGISTRY:
-            try:
-                counts[name] = self._record_missed(name, down, until)
-            except Exception as exc:
-                log.error(
-                    "could not record the slots missed while the daemon was down",
-                    extra={"job": name, "error": redact(str(exc))},
-                )
-        if any(counts.values()):
-            log.warning(
-                "slots missed while no daemon was running",
-                extra={"down_from": isoformat(down.since), "down_to": isoformat(until), "missed": counts},
-            )
-        return {name: n for name, n in counts.items() if n}
-
-    def _record_missed(self, name: str, down: missed_slots.Downtime, until: datetime) -> int:
-        schedule = self.settings.job(name).schedule
-        slots = missed_slots.missed(self.store, name, schedule, self.settings.tz, down, until)
-        for row in missed_slots.rows(name, slots, down, until):
-            # A slot another sidecar claimed (it ran it) is not missed: record_slot records nothing.
-            slot = self._slot(name, row.pop("scheduled_for"))
-            self.runner.record_slot(
-                slot, RunStatus.MISSED, trigger=Trigger.SCHEDULED, requested_by="daemon", **row
-            )
-        if slots.last is not None:
-            self.catch_up_slots[name] = slots.last
-        return slots.total
+        return startup.record_missed_slots(
+            self.settings, self.store, self.runner, self.downtime, until or utcnow(), self.catch_up_slots
+        )
 
     # -- run ----------------------------------------------------------------------------
     def run(self) -> int:
         self.started_at = utcnow()
         # First: start-up may wait on Redis or the store, and a SIGTERM then must still end cleanly.
         self._install_signal_handlers()
-        self.downtime = self._previous_downtime()
+        self.downtime = startup.previous_downtime(self.store)
         self.publisher.start()
         try:
             return self._run()
