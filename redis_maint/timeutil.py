@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 
 def utcnow() -> datetime:
@@ -16,3 +17,16 @@ def as_utc(value: datetime) -> datetime:
 
 def isoformat(value: datetime | None) -> str | None:
     return None if value is None else as_utc(value).isoformat().replace("+00:00", "Z")
+
+
+def parse_iso(value: Any) -> datetime | None:
+    """A time as stored or printed (a datetime, or ISO 8601 text, `Z` or an offset; no zone = UTC)
+    as aware UTC; None for None, "" or text that is not an ISO time."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return as_utc(value)
+    try:
+        return as_utc(datetime.fromisoformat(str(value)))
+    except ValueError:
+        return None

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import Any
 
 from redis_maint.report.period import Period
-from redis_maint.timeutil import as_utc, isoformat
+from redis_maint.timeutil import as_utc, isoformat, parse_iso
 
 # Jobs whose run is an ad hoc change an auditor asks about (manual sweeps too: they delete sessions).
 AD_HOC_JOBS = ("session-delete", "backup-restore", "backup-keep", "backup-unkeep", "session-sweep")
@@ -364,19 +364,10 @@ def problem_run(run: dict[str, Any]) -> dict[str, Any]:
     s = run.get("summary") or {}
     return {
         **_run_head(run),
-        "scheduled_for": isoformat(_as_dt(run.get("scheduled_for"))),
+        "scheduled_for": isoformat(parse_iso(run.get("scheduled_for"))),
         "missed_slots": s.get("missed_slots") or s.get("slots"),
         "error": run.get("error"),
     }
-
-
-def _as_dt(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def is_ad_hoc(run: dict[str, Any]) -> bool:

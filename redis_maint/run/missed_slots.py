@@ -28,7 +28,7 @@ from redis_maint.history.daemons import all_daemons
 from redis_maint.history.leases import PROCESS_TOKEN
 from redis_maint.history.runs import HistoryStore, Trigger
 from redis_maint.schedules import Schedule
-from redis_maint.timeutil import isoformat
+from redis_maint.timeutil import isoformat, parse_iso
 
 log = logging.getLogger("redis_maint.run.missed_slots")
 
@@ -192,17 +192,8 @@ def missed(
     after = max(down.since, newest_daemon_run(store, job) or down.since)
     anchor = None
     if schedule.kind == "every" and prior.get("schedule") in (None, str(schedule)):
-        anchor = newest_slot(store, job) or _parse(prior.get("next_run"))
+        anchor = newest_slot(store, job) or parse_iso(prior.get("next_run"))
     return slots_between(schedule, tz, after, until, anchor=anchor)
-
-
-def _parse(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return _utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
-    except ValueError:
-        return None
 
 
 def rows(job: str, slots: Slots, down: Downtime, until: datetime) -> list[dict[str, Any]]:

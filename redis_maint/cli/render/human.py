@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from redis_maint.timeutil import as_utc, utcnow
+from redis_maint.timeutil import parse_iso, utcnow
 
 # Binary units, like the progress bars and `upload_mib_s`.
 _UNITS = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB"]
@@ -82,14 +82,7 @@ def when(value: datetime | str | None) -> str:
 
 
 def parse_time(value: datetime | str | None) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return as_utc(value)
-    try:
-        return as_utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
-    except ValueError:
-        return None
+    return parse_iso(value)
 
 
 def took(row: dict[str, Any]) -> float | None:
