@@ -36,7 +36,7 @@ from redis_maint.backup.stored import MANIFEST
 from redis_maint.errors import IntegrityError, MaintenanceError
 from redis_maint.history import cluster_backups
 from redis_maint.history.catalog import BackupRecord, BackupStatus, Catalog
-from redis_maint.storage import ObjectNotFound, Target, join
+from redis_maint.storage import ObjectNotFound, Target, hash_object, join
 from redis_maint.timeutil import isoformat, utcnow
 
 CLUSTER_MANIFEST = "cluster-manifest.json"
@@ -265,15 +265,12 @@ def _shard_entry(record: BackupRecord, target: Target) -> dict[str, Any]:
 
 
 def _sha256_of(target: Target, key: str) -> str:
-    h = hashlib.sha256()
     try:
-        for chunk in target.read_chunks(key):
-            h.update(chunk)
+        return hash_object(target, key)[1]
     except ObjectNotFound:
         raise IntegrityError(
             f"{target.uri_for(key)} is missing: that shard backup is not complete on the target"
         ) from None
-    return h.hexdigest()
 
 
 def verify_manifest(state: ClusterState, target: Target) -> dict[str, Any]:
