@@ -13,7 +13,7 @@ sent while that tool ran count. A no-load baseline of the pinger runs in every r
 
 Per tool: wall time and keys/s, the pinger's p50/p99/max, Redis's main-thread CPU, the tool's own
 CPU, and Redis commands over 1 ms (SLOWLOG). Medians over the rounds, and the ratios of medians.
-Goal (issue 13): faster than `--memkeys`, with a lower p99. As a check, the largest key we report
+Goal: faster than `--memkeys`, with a lower p99. As a check, the largest key we report
 must be the one `--memkeys` names biggest.
 
 Both redis-cli modes are Debian's redis-cli: SCAN (COUNT 10) and, per 10 keys, a pipelined TYPE

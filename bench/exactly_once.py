@@ -1,4 +1,4 @@
-"""Goal benchmark of issue 15.2: several sidecars on one PostgreSQL run each scheduled slot exactly once.
+"""Goal benchmark: several sidecars on one PostgreSQL run each scheduled slot exactly once.
 
     .venv/bin/python bench/exactly_once.py               # 3 daemons, 5 minutes, a SIGKILL every 30 s
     .venv/bin/python bench/exactly_once.py --minutes 1   # quicker

@@ -58,7 +58,7 @@ class Run:
     # before it in the chain. NULL only in rows not chained yet.
     prev_hash: str | None = None
     hash: str | None = None
-    # Who and when (issue 14): the OS user of the process that wrote the row (requested_by is only a
+    # Who and when: the OS user of the process that wrote the row (requested_by is only a
     # claim), the schedule slot a scheduled, catch-up or missed run belongs to, and the sha256 of
     # the masked settings in force (redis_maint/provenance.py). NULL in rows from before the columns.
     os_user: str | None = None
