@@ -28,8 +28,8 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING, Any
 
 from redis_maint.backup.cluster_node import TOTAL_SLOTS, Slots, count, merge, slots_key
 from redis_maint.backup.stored import MANIFEST
@@ -38,6 +38,9 @@ from redis_maint.history import cluster_backups
 from redis_maint.history.catalog import BackupRecord, BackupStatus, Catalog
 from redis_maint.storage import ObjectNotFound, Target, hash_object, join
 from redis_maint.timeutil import isoformat, utcnow
+
+if TYPE_CHECKING:
+    from redis_maint.backup.retention import Policy, RetentionPlan
 
 CLUSTER_MANIFEST = "cluster-manifest.json"
 FORMAT = "redis-maint-cluster-backup/1"
@@ -372,7 +375,7 @@ def entry(state: ClusterState) -> dict[str, Any]:
 
 
 # ---- retention ----------------------------------------------------------------------------------
-def retention_plan(records: list[BackupRecord], policy: Any, tz: Any, now: datetime) -> Any:
+def retention_plan(records: list[BackupRecord], policy: Policy, tz: tzinfo, now: datetime) -> RetentionPlan:
     """retention.plan over complete backups, with the shards of a cluster backup kept or pruned as one.
 
     Per shard, the daily rule would keep one shard of each day's cluster backup and prune the rest.

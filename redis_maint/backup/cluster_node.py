@@ -7,15 +7,18 @@ after it copies the node's files (backup/cluster.py).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis_maint.errors import MaintenanceError
+
+if TYPE_CHECKING:
+    import redis
 
 TOTAL_SLOTS = 16384
 Slots = tuple[tuple[int, int], ...]
 
 
-def shard_of(client: Any, url: str) -> dict[str, Any] | None:
+def shard_of(client: redis.Redis, url: str) -> dict[str, Any] | None:
     """{node_id, role, primary_id, slots, topology} of a Cluster node; None when not in cluster mode."""
     from redis_maint.redis_conn import call  # redis-py: only when a backup runs, never for a listing
 
@@ -53,7 +56,7 @@ def moved(before: dict[str, Any], after: dict[str, Any] | None) -> str | None:
     return None
 
 
-def _topology(client: Any, url: str) -> list[dict[str, Any]]:
+def _topology(client: redis.Redis, url: str) -> list[dict[str, Any]]:
     """Every shard: {primary_id, nodes: {ids}, slots: ((start, end), ...)}, sorted by first slot."""
     from redis.exceptions import ResponseError
 
