@@ -17,7 +17,6 @@ from pydantic import Field
 from config.types import JobSettings, PositiveDuration, ScheduleField, schedule_default
 from jobs.base import Job, JobContext
 from redis_maint.backup import reconcile
-from redis_maint.errors import JobFailedError
 from redis_maint.history.catalog import Catalog
 
 
@@ -36,19 +35,14 @@ class BackupAuditSettings(JobSettings):
 
 def run(ctx: JobContext) -> dict[str, Any]:
     s: BackupAuditSettings = ctx.job_settings
-    catalog, open_target = Catalog(ctx.store), ctx.settings.target.open
-    if ctx.dry_run:
-        return reconcile.dry_run(catalog, open_target, ctx.settings.instance, s.read_data)
     options = reconcile.CheckOptions(
         read_data=s.read_data,
         by=f"{ctx.job.name} run {ctx.run_id}",
         checkpoint=ctx.checkpoint,
         progress=ctx.progress,
     )
-    result = reconcile.run_check(catalog, open_target, ctx.settings.instance, options)
-    if not result["ok"]:
-        raise JobFailedError(reconcile.problem_line(result), result)
-    return result
+    catalog, open_target = Catalog(ctx.store), ctx.settings.target.open
+    return reconcile.checked_run(catalog, open_target, ctx.settings.instance, options, dry=ctx.dry_run)
 
 
 JOB = Job(

@@ -30,7 +30,7 @@ from typing import Any
 
 from redis_maint.backup.retention import LOCATION_DEPTH, group_listing
 from redis_maint.backup.stored import MANIFEST, parse_manifest
-from redis_maint.errors import IntegrityError, StorageError
+from redis_maint.errors import IntegrityError, JobFailedError, StorageError
 from redis_maint.history.catalog import ON_TARGET, BackupRecord, BackupStatus, Catalog
 from redis_maint.progress import Progress
 from redis_maint.storage import ObjectInfo, ObjectNotFound, Target, hash_object, join
@@ -346,6 +346,19 @@ def run_check(
         raise StorageError(f"backups check could not read the backup target {target.uri}: {exc}") from None
     finally:
         target.close()
+
+
+def checked_run(
+    catalog: Catalog, open_target: Callable[[], Target], instance: str, options: CheckOptions, *, dry: bool
+) -> dict[str, Any]:
+    """The check as a job's run (backup-audit, backup-reconcile): a dry run says what it would cover;
+    any difference fails the run with a JobFailedError that carries the result."""
+    if dry:
+        return dry_run(catalog, open_target, instance, options.read_data)
+    result = run_check(catalog, open_target, instance, options)
+    if not result["ok"]:
+        raise JobFailedError(problem_line(result), result)
+    return result
 
 
 def problem_line(result: dict[str, Any]) -> str:
