@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+import redis
 
 from redis_maint.incident.parts import Part, Skip, run_parts
 from redis_maint.incident.thresholds import findings_from
@@ -24,6 +25,7 @@ from tests.support.diagnose import (
     running_redis_container,
 )
 from tests.support.history import current_store
+from tests.support.loading import kill, restart_loading_slowly
 from tests.support.pty_cli import run_in_pty
 from tests.support.services.redis import RedisServer
 
@@ -334,3 +336,102 @@ def test_every_health_threshold_becomes_a_finding_of_its_part():
     assert "threshold.other" not in {f.code for f in found}
     assert {f.part for f in found} == {"reachability", "memory", "load", "persistence"}
     assert not [f for f in findings_from(reasons, skip_topics={"persistence"}) if f.part == "persistence"]
+
+
+# ---- LOADING and BUSY on real processes ----
+
+
+def test_a_redis_loading_its_dataset_is_named_and_diagnose_returns_within_its_bound(
+    quick, redis_factory, monkeypatch, cli
+):
+    server = redis_factory(args={"appendonly": "no"})
+    monkeypatch.setenv("REDIS_MAINT_REDIS_URL", server.url)
+    monkeypatch.setenv("REDIS_MAINT_DATA_DIR", str(server.dir))
+    monkeypatch.setenv("REDIS_MAINT_JOBS__DIAGNOSE__KEYS_BUDGET", "1s")
+    restart_loading_slowly(server)  # ~20 s of LOADING, far past diagnose's bounds
+    try:
+        t0 = time.monotonic()
+        code, report = diagnose(cli)
+        took = time.monotonic() - t0
+        still_loading = server.client(socket_timeout=1).info("persistence")["loading"] == 1
+    finally:
+        kill(server)  # no need to wait for the load to end
+    assert still_loading  # the state lasted the whole diagnosis
+    assert code == 0
+    loading = finding(report, "redis.loading")
+    assert loading["severity"] == "warning" and "is loading its dataset" in loading["title"]
+    assert "% done, eta " in loading["title"]  # INFO answers while loading: how far it is
+    assert loading["procedure"].startswith("Redis unresponsive")
+    assert loading["next"] == ["redis-maint diagnose"] and "run diagnose again" in loading["detail"]
+    reach = report["parts"]["reachability"]
+    assert reach["state"] == "loading" and reach["server"]["loading"] == 1
+    # the memory part gives INFO's figures, and says why it samples no keys (SCAN answers LOADING)
+    memory = report["parts"]["memory"]
+    assert memory["status"] == "ok" and memory["used_memory"] > 0
+    assert memory["keys"]["available"] is False and "loading its dataset" in memory["keys"]["reason"]
+    assert report["parts"]["persistence"]["status"] == report["parts"]["load"]["status"] == "ok"
+    # a Redis still loading is not also reported as a timeout or an unexplained failure
+    assert not {"redis.timeout", "redis.error", "redis.refused"} & set(codes(report))
+    # bounds: reachability 2 s, then host, memory (2 s + 1 s of key sampling), persistence, load side by side
+    assert took < 2 + 3 + 1, f"diagnose took {took:.1f}s against a loading Redis"
+    assert_commands_parse(report)
+
+
+def test_a_busy_script_is_named_with_script_kill_and_diagnose_returns_within_its_bound(
+    quick, redis_factory, monkeypatch, cli
+):
+    server = redis_factory(args={"busy-reply-threshold": "100"})  # BUSY after 100 ms (lua-time-limit)
+    monkeypatch.setenv("REDIS_MAINT_REDIS_URL", server.url)
+    monkeypatch.setenv("REDIS_MAINT_DATA_DIR", str(server.dir))
+    ended: dict[str, BaseException] = {}
+
+    def loop() -> None:
+        try:
+            server.client(socket_timeout=60).eval("while true do end", 0)
+        except Exception as exc:
+            ended["error"] = exc
+
+    looping = threading.Thread(target=loop)
+    looping.start()
+    other = server.client(socket_timeout=2)
+    try:
+        wait_for(lambda: _answers_busy(other), what="Redis to answer BUSY")
+        t0 = time.monotonic()
+        code, report = diagnose(cli)
+        took = time.monotonic() - t0
+        still_busy = _answers_busy(other)
+    finally:
+        wait_for(lambda: _script_killed(other), what="SCRIPT KILL")
+        looping.join(10)
+    assert not looping.is_alive() and "Script killed" in str(ended["error"])
+    assert still_busy
+    assert code == 0
+    busy = report["verdict"][0]
+    assert busy["code"] == "redis.busy" and busy["severity"] == "critical"
+    assert "is BUSY running a script" in busy["title"]
+    assert busy["procedure"].startswith("Redis unresponsive")
+    assert busy["next"][:2] == ["redis-cli SCRIPT KILL", "redis-cli FUNCTION KILL"]
+    assert "SHUTDOWN NOSAVE" in busy["detail"]
+    assert report["parts"]["reachability"]["state"] == "busy"
+    # parts that need answers are not started against a Redis that answers only BUSY
+    assert "memory" not in report["parts"] and "datafiles" not in report["parts"]
+    assert took < 2 + 2 + 1, f"diagnose took {took:.1f}s against a BUSY Redis"
+    assert_commands_parse(report)
+    assert server.client().ping()  # the script is gone: Redis answers again
+
+
+def _answers_busy(client) -> bool:
+    try:
+        client.ping()
+    except redis.exceptions.ResponseError as exc:
+        return str(exc).startswith("BUSY")
+    return False
+
+
+def _script_killed(client) -> bool:
+    try:
+        client.script_kill()
+    except redis.exceptions.ResponseError as exc:
+        if "NOTBUSY" not in str(exc):
+            raise
+    return client.ping()

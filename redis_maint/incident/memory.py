@@ -37,7 +37,13 @@ def check(
         "evicted_keys": int(info.get("evicted_keys", 0)),
         "dbsize": _dbsize(info),
     }
-    data["keys"] = _big_keys(probe, url, timeout_s, keys_budget_s, samples)
+    if int(info.get("loading", 0)):  # SCAN answers LOADING until the dataset is in: INFO is all there is
+        data["keys"] = {
+            "available": False,
+            "reason": "Redis is loading its dataset; keys are sampled once it has",
+        }
+    else:
+        data["keys"] = _big_keys(probe, url, timeout_s, keys_budget_s, samples)
     _judge(probe, data, critical_ratio)
     return data
 
