@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import redis
-from redis.exceptions import AuthenticationError, ReadOnlyError, ResponseError
+from redis.exceptions import AuthenticationError, BusyLoadingError, ReadOnlyError, ResponseError
 
 from redis_maint.errors import RedisUnavailableError
 from redis_maint.redact import redact, redact_url
@@ -89,6 +89,30 @@ def call(url: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
             time.sleep(FAILOVER_RETRY_S)
 
 
+def call_pass(url: str, fn: Callable[[], T], *, restart_point: Callable[[], Callable[[], None]]) -> T:
+    """`call` for a whole pass over a node (a scan, a sweep). Through Sentinel a lost primary makes
+    `call` run the pass again from its start on the new primary (a SCAN cursor means nothing on another
+    server). `restart_point()`, taken before the first attempt (only through Sentinel: nothing else
+    runs a pass twice), returns what to call before each further attempt to take back what the lost
+    one counted, so no key is counted twice."""
+    from redis_maint.topology import sentinel
+
+    if not sentinel.is_sentinel_url(url):
+        return call(url, fn)
+    restart = restart_point()
+    attempts = 0
+
+    def attempt() -> T:
+        nonlocal attempts
+        attempts += 1
+        if attempts > 1:
+            restart()
+            log.warning("the pass lost its primary; starting it again", extra={"attempt": attempts})
+        return fn()
+
+    return call(url, attempt)
+
+
 class _PrimaryLost(Exception):
     """The primary went away (or turned replica): through Sentinel, worth another attempt."""
 
@@ -115,6 +139,13 @@ def _call_once(url: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
                 "check the credentials and ACL of the user in REDIS_MAINT_REDIS_URL"
             ) from None
         raise
+    except BusyLoadingError:
+        if is_sentinel_url(url):
+            raise _PrimaryLost("the primary is loading its dataset (LOADING)") from None
+        raise RedisUnavailableError(
+            f"Redis at {redact_url(url)} is loading its dataset into memory and answers LOADING until it "
+            "has; try again once it has loaded (`redis-maint diagnose` shows how far it is)"
+        ) from None
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         if is_sentinel_url(url):
             raise _PrimaryLost(redact(str(exc))) from None

@@ -273,3 +273,19 @@ def test_on_an_80_column_terminal_it_shows_progress_and_two_tables_that_fit(redi
     assert "largest keys" in final and "memory by prefix" in final
     assert re.search(r"^session:long-name-\S*…\s+string\s+3\.\d KiB\s+none\s+acme$", final, re.M), final
     assert re.search(r"^key:\s+400,000\s", final, re.M), final
+
+
+def test_a_loading_redis_exits_1_saying_it_is_loading(redis_factory, monkeypatch, cli):
+    from tests.support.loading import kill, restart_loading_slowly
+
+    server = redis_factory(args={"appendonly": "no"}, password="s3cret")
+    monkeypatch.setenv("REDIS_MAINT_REDIS_URL", server.url)
+    restart_loading_slowly(server)
+    try:
+        result = cli("keys", "big", "--json")
+    finally:
+        kill(server)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert f"Redis at redis://:***@127.0.0.1:{server.port}/0 is loading its dataset" in result.stderr
+    assert "redis-maint diagnose" in result.stderr and "cannot reach" not in result.stderr
+    assert "Traceback" not in result.stderr and "s3cret" not in result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -308,3 +309,96 @@ def test_a_command_waits_for_the_failover_within_failover_wait(sentinel_bed_to_f
     with pytest.raises(RedisUnavailableError, match="within failover_wait") as err:
         connect(short)
     assert PASSWORD not in str(err.value)
+
+
+# -- a whole pass over the primary (keys big, a sweep) when it fails over mid-pass -----------------
+
+
+def test_keys_big_through_a_failover_mid_scan_counts_every_key_once(sentinel_bed_to_fail):
+    from redis_maint.keyspace import scan_big_keys
+    from redis_maint.redis_conn import connect
+
+    bed = sentinel_bed_to_fail
+    old = bed.node(bed.primary_port())
+    pipe = old.client().pipeline(transaction=False)
+    for i in range(600):
+        pipe.set(f"session:{i:04d}", "{}", px=86_400_000)
+    for i in range(300):
+        pipe.set(f"cart:{i:04d}", "item")
+    pipe.set("big:blob", "x" * 50_000)
+    pipe.execute()
+    _synced(bed)
+    killed: list = []
+
+    def kill_the_primary_once(keys: list[bytes]) -> None:
+        if not killed:  # after the first SCAN reply, counted by then: the scan starts again elsewhere
+            killed.append(bed.kill_primary(wait=False))
+
+    client = connect(bed.url)
+    try:
+        report = scan_big_keys(
+            client, url=bed.url, top=2, scan_count=50, idle_cpu=False, after_scan=kill_the_primary_once
+        )
+    finally:
+        client.close()
+    assert killed and bed.primary_port() != old.port  # the scan outlived its primary
+    assert report.scanned == 901 and report.complete and report.vanished == report.moved == 0
+    assert {r.prefix: (r.keys, r.no_ttl) for r in report.by_prefix} == {
+        "session:": (600, 0),
+        "cart:": (300, 300),
+        "big:": (1, 1),
+    }
+    assert report.top[0].key == "big:blob" and len(report.top) == 2
+
+
+def test_a_sweep_through_a_failover_mid_sweep_counts_once_and_keeps_acknowledged_deletes(
+    sentinel_bed_to_fail,
+):
+    from redis_maint.redis_conn import connect
+    from redis_maint.sessions.engine import Batching
+    from redis_maint.sessions.rules import Mode, Plan
+    from redis_maint.sessions.sweeper import sweep
+
+    bed = sentinel_bed_to_fail
+    old = bed.node(bed.primary_port())
+    stale = seed(old.client(), 600, stale_every=3)  # session:00000000 ... every third one stale
+    _synced(bed)
+    batches: list[list[bytes]] = []
+    killed: list = []
+
+    def kill_after_some_deletes(keys: list[bytes]) -> None:
+        batches.append(keys)
+        if len(batches) == 6 and not killed:
+            # the deletes sent so far have been made and reached the replica; some replies are unread
+            time.sleep(0.3)
+            _synced(bed)
+            killed.append(bed.kill_primary(wait=False))
+
+    client = connect(bed.url)
+    try:
+        report = sweep(
+            client,
+            bed.url,
+            Plan(mode=Mode.SWEEP),
+            batching=Batching(scan_count=50, read_batch=50),
+            idle_cpu=False,
+            after_read=kill_after_some_deletes,
+        )
+    finally:
+        client.close()
+    assert killed and bed.primary_port() != old.port
+    new = bed.node(bed.primary_port())
+    assert new.client().dbsize() == 600 - stale  # every stale session is gone from the new primary
+    summary = report.summary(1.0)
+    # what the lost pass saw is counted once: the new primary's pass saw every session that remains
+    assert summary["remaining"] == 600 - stale and sum(summary["remaining_by_org"].values()) == 600 - stale
+    assert 600 - stale <= summary["scanned"] <= 600  # each session once: none of the lost pass's twice
+
+    # The deletes the old primary acknowledged (batches 1-4) stay counted; the 5th batch's were made and
+    # replicated but their reply was lost with the primary (a batch either side, for the order replies
+    # come in). Counting only the new primary's pass would miss the first batches' deletes.
+    def stale_in(chosen: list[list[bytes]]) -> int:
+        return len({k for batch in chosen for k in batch if int(k.split(b":")[1]) % 3 == 0})
+
+    assert stale_in(batches[:3]) > 0
+    assert stale - stale_in(batches[3:5]) <= summary["deleted"]["stale"] <= stale

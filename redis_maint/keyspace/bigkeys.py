@@ -13,6 +13,7 @@ needed. Each call does O(batch) small lookups (~0.3 ms), so no step blocks Redis
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from redis_maint.idle_cpu import run_idle
 from redis_maint.keyspace.report import BigKeysReport, Candidate, PrefixTable, TopHeap, TopKey, text
 from redis_maint.progress import Progress
 from redis_maint.redact import redact
-from redis_maint.redis_conn import call
+from redis_maint.redis_conn import call, call_pass
 from redis_maint.sessions.engine import Batching
 from redis_maint.sessions.rules import load, org_name
 from redis_maint.sessions.topology import Node, primaries
@@ -119,7 +120,7 @@ def scan_big_keys(
                     report.complete = False  # spent: the nodes left are not scanned (the first always is)
                     break
                 scan = _NodeScan(node.client, index, opts, report, heap, table, progress.advance)
-                _run_on(node, url, scan)
+                _run_on(node, url, scan, lambda: _restart_point(report, heap, table))
             report.top = _describe(heap.largest(), nodes, url, session_prefix.encode(), organisation_field)
         return nodes
 
@@ -132,14 +133,28 @@ def scan_big_keys(
     return report
 
 
-def _run_on(node: Node, url: str, scan: _NodeScan) -> None:
+def _run_on(node: Node, url: str, scan: _NodeScan, restart_point: Callable[[], Callable[[], None]]) -> None:
     try:
-        call(url, scan.run)
+        call_pass(url, scan.run, restart_point=restart_point)
     except ResponseError as exc:
         raise MaintenanceError(
             f"Redis node {node.name} refused a scan command: {redact(str(exc))}; "
             "nothing was changed. Check the node's state (LOADING, BUSY) and its log, then try again"
         ) from None
+
+
+def _restart_point(*tallies: object) -> Callable[[], None]:
+    """What the scan has counted so far (the report's figures, the top keys, the prefix table), and a
+    callable that puts it back: a node's scan that starts again after a Sentinel failover counts its
+    keys once. Both tables are bounded, so the copy is small."""
+    saved = copy.deepcopy([vars(t) for t in tallies])
+
+    def restart() -> None:
+        for tally, state in zip(tallies, copy.deepcopy(saved), strict=True):
+            vars(tally).clear()
+            vars(tally).update(state)
+
+    return restart
 
 
 class _NodeScan:

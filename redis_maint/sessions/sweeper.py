@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -13,7 +14,7 @@ from redis_maint.errors import MaintenanceError
 from redis_maint.idle_cpu import run_idle
 from redis_maint.progress import Progress
 from redis_maint.redact import redact
-from redis_maint.redis_conn import call
+from redis_maint.redis_conn import call, call_pass
 from redis_maint.sessions.engine import AfterRead, Batching, NodeSweep
 from redis_maint.sessions.report import SweepReport, largest_orgs
 from redis_maint.sessions.rules import Layout, Mode, Plan
@@ -61,7 +62,11 @@ def sweep(
                     after_read=after_read,
                 )
                 try:
-                    call(url, engine.run, tick)
+                    call_pass(
+                        url,
+                        lambda engine=engine: engine.run(tick),
+                        restart_point=lambda: _restart_point(report, keep_changes=not plan.dry_run),
+                    )
                 except ResponseError as exc:
                     raise MaintenanceError(
                         f"Redis node {node.name} refused a sweep command: {redact(str(exc))}; "
@@ -70,6 +75,25 @@ def sweep(
         return report
 
     return run_idle(sweep_nodes, name="session-sweep") if idle_cpu else sweep_nodes()
+
+
+def _restart_point(report: SweepReport, *, keep_changes: bool) -> Callable[[], None]:
+    """A callable that puts the report back as it was before this node's pass, for a pass that starts
+    again on the new primary after a Sentinel failover: what the lost pass saw (scanned, remaining,
+    unreadable, ...) is seen again and counted once. With `keep_changes` (not a dry run) the changes
+    the lost primary acknowledged stay counted: the replica it handed them to does not see those keys
+    again. (A change in flight when it died is uncounted, or made and counted again if it had not
+    reached the replica.)"""
+    saved = copy.deepcopy(vars(report))
+
+    def restart() -> None:
+        deleted, repaired = dict(report.deleted), report.ttl_repaired
+        vars(report).clear()
+        vars(report).update(copy.deepcopy(saved))
+        if keep_changes:
+            report.deleted, report.ttl_repaired = deleted, repaired
+
+    return restart
 
 
 def _count_persistent(url: str, client: redis.Redis, report: SweepReport) -> int:
