@@ -27,6 +27,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -124,6 +125,11 @@ class Archiver:
         self._followed: _Followed | None = None
         self.skew_s = 0.0  # Redis's clock minus ours, from the last TIME
         self._backup_id = backup_id or (lambda: None)
+        # The long-lived loop ships a rewrite's new base in the background while the old generation
+        # keeps following the live incr file (safe_until keeps moving); a lone tick does it all inline.
+        self.background_bases = False
+        self._pending: _Pending | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     # -- one tick -----------------------------------------------------------------------
     def tick(self) -> TickReport:
@@ -136,10 +142,14 @@ class Archiver:
         t0 = self._redis_now()
         live = self._live()
         cur = self.state.current()
+        if self._pending is not None and self._pending.future.done():
+            cur = self._adopt(cur, live, t0, report)
         why = self._why_new_generation(cur, live, report)
         if why is not None:
             cur = self._start(why, report)
             live = self._live()
+        elif self._pending is not None:  # the old generation may have moved on to the rewrite's incr file
+            cur = self.state.current() or cur
         cur = self._ship(cur, live, t0, report)
         report.generation, report.offset = cur.generation, cur.offset
         return report
@@ -185,11 +195,16 @@ class Archiver:
         if cur is None:
             return f"{layout.REASON_FIRST}: no archive state for {self.o.instance}"
         if cur.base_name != live.base.name:
-            self._finish_followed(cur, report)
-            return (
+            why = (
                 f"{layout.REASON_REWRITE}: the AOF manifest names a new base {live.base.name} "
                 f"(was {cur.base_name})"
             )
+            if self._pending is not None or (
+                self.background_bases and self._continue_past_rewrite(cur, live, why, report)
+            ):
+                return None  # the new base ships in the background; the old generation keeps following
+            self._finish_followed(cur, report)
+            return why
         return self._broken_continuity(cur)
 
     def _finish_followed(self, cur: Generation, report: TickReport) -> None:
@@ -391,7 +406,118 @@ class Archiver:
         if old is not None and (f is None or old.fd != f.fd):
             os.close(old.fd)
 
+    # -- a rewrite's base in the background ---------------------------------------------------
+    def _continue_past_rewrite(self, cur: Generation, live: _Live, why: str, report: TickReport) -> bool:
+        """After a rewrite, the old base + the incr files since it still replay to what Redis holds, as
+        long as the live incr file follows the ones archived: the old generation follows it while the new
+        base ships (_begin). True when that is so and the shipping started."""
+        if self._broken_continuity(cur) is not None:
+            return False
+        names = live.names()
+        if cur.incr_file not in names:
+            # The rewrite started and ended between two ticks: the followed file left the manifest. Its
+            # successor is the rewrite's incr file only when Redis numbered it next (no file skipped) and
+            # the new base is numbered after the old one (a rewrite, not other files put in place).
+            nxt = live.incrs[0]
+            if (nxt.seq, _seq(live.base.name)) != (
+                layout.incr_seq(cur.incr_file) + 1,
+                _seq(cur.base_name) + 1,
+            ):
+                return False
+            if not self._begin(why):
+                return False
+            self._finish_followed(cur, report)
+            done = self.state.current() or cur
+            fd, inode = self._open_incr(nxt.name)
+            self.state.follow(done.generation, done.incr_file, done.offset, nxt.name, inode)
+            self._replace_followed(_Followed(done.generation, nxt.name, fd, inode))
+            return True
+        return self._begin(why)
+
+    def _begin(self, why: str) -> bool:
+        """Pin the new base and its first incr file (one manifest read) and ship the base in a thread."""
+        text = self._manifest_text()
+        live = _parse_live(text, self._manifest_path())
+        base_fd = _open(self._aof_path(live.base.name))
+        try:
+            incr_fd = _open(self._aof_path(live.incrs[0].name))
+        except BaseException:
+            os.close(base_fd)
+            raise
+        if self._manifest_text() != text:
+            os.close(base_fd)
+            os.close(incr_fd)
+            return False
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-base")
+        incr_inode = os.fstat(incr_fd).st_ino
+        job = (base_fd, live, text, why, incr_inode, self._backup_id())
+        self._pending = _Pending(
+            why, live.incrs[0].name, incr_fd, incr_inode, self._pool.submit(self._ship_new, *job)
+        )
+        log.info(
+            "archive: a rewrite's base ships in the background", extra={"base": live.base.name, "why": why}
+        )
+        return True
+
+    def _ship_new(
+        self, base_fd: int, live: _Live, text: str, why: str, incr_inode: int, backup_id: str | None
+    ) -> Generation:
+        """In the thread: the base and generation.json on the target; the row that makes it current."""
+        try:
+            base_st = os.fstat(base_fd)
+            created = utcnow()
+            gen_id = layout.new_generation_id(created)
+            sha = self._ship_base(base_fd, live.base.name, gen_id)
+        finally:
+            os.close(base_fd)
+        manifest = layout.GenerationManifest(
+            instance=self.o.instance, generation=gen_id, created_at=created, reason=why, aof_manifest=text,
+            base_name=live.base.name, base_sha256=sha, base_size=base_st.st_size,
+            base_mtime=datetime.fromtimestamp(base_st.st_mtime, UTC), incr_files=live.names(), backup_id=backup_id,
+        )  # fmt: skip
+        self.target.put_bytes(layout.manifest_key(self.o.instance, gen_id), manifest.dumps())
+        return Generation(
+            instance=self.o.instance, generation=gen_id, status="current", reason=why, created_at=created,
+            backup_id=backup_id, base_name=live.base.name, base_sha256=sha, base_time=manifest.base_mtime,
+            incr_file=live.incrs[0].name, incr_inode=incr_inode, offset=0, safe_until=None,
+            last_segment_at=None, segments=0, bytes=0, updated_at=created, closed_at=None,
+        )  # fmt: skip
+
+    def _adopt(
+        self, cur: Generation | None, live: _Live, t0: datetime, report: TickReport
+    ) -> Generation | None:
+        """The background base is on the target: the old generation is shipped up to t0, then the new
+        one becomes current and follows its pinned incr file from 0. A failed base is raised (the loop
+        retries; the rewrite is seen again on the next tick and its base shipped anew)."""
+        p, self._pending = self._pending, None
+        try:
+            gen = p.future.result()
+        except BaseException:
+            os.close(p.incr_fd)
+            raise
+        if cur is not None:
+            with contextlib.suppress(_Gone):
+                self._ship(cur, live, t0, report)
+        self.state.start(gen)
+        self._replace_followed(_Followed(gen.generation, p.incr_name, p.incr_fd, p.incr_inode))
+        report.started.append(p.reason)
+        log.warning("archive generation started", extra={"generation": gen.generation, "reason": p.reason})
+        return gen
+
+    def base_in_flight(self) -> bool:
+        """A new generation's base is being shipped in the background (not adopted yet)."""
+        return getattr(self, "_pending", None) is not None
+
     def close(self) -> None:
+        p, self._pending = self._pending, None
+        if p is not None:
+            with contextlib.suppress(Exception):
+                p.future.result()  # an upload under way finishes (a thread cannot be stopped); unused
+            os.close(p.incr_fd)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self._replace_followed(None)
 
     def _redis_now(self) -> datetime:
@@ -406,6 +532,23 @@ class Archiver:
 
 class _Changed(Exception):
     pass
+
+
+@dataclass
+class _Pending:
+    """A rewrite's generation whose base is being shipped; its first incr file is pinned open."""
+
+    reason: str
+    incr_name: str
+    incr_fd: int
+    incr_inode: int
+    future: Future
+
+
+def _seq(name: str) -> int:
+    """N of `appendonly.aof.N.base.rdb` / `.N.incr.aof`; -1 if absent."""
+    parts = name.split(".")
+    return int(parts[-3]) if len(parts) >= 3 and parts[-3].isdigit() else -1
 
 
 class _Gone(Exception):
@@ -484,6 +627,7 @@ class Loop:
         self, archiver: Archiver, stop: threading.Event, on_tick: Callable[[TickReport], None] | None = None
     ):
         self.archiver = archiver
+        archiver.background_bases = True  # a rewrite's base never holds up the incr stream
         self.stop = stop
         self.on_tick = on_tick
         self.failures = 0
