@@ -280,9 +280,24 @@ def verify(app: App, backup_id: str, as_json: bool, deep: bool, requested_by: st
 @click.option(
     "--target",
     "directory",
-    required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Directory to lay the Redis files out in (empty, unless --force).",
+    help="Directory to lay the Redis files out in (empty, unless --force). Required unless --online.",
+)
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Restore into the running Redis (the configured node) by replication from a throwaway "
+    "redis-server, without stopping it; needs --yes. Replaces its whole dataset.",
+)
+@click.option(
+    "--yes", is_flag=True, help="--online: do it. Without it, say what happens and what is lost (exit 2)."
+)
+@click.option(
+    "--online-host",
+    "online_host",
+    metavar="ADDR",
+    help="--online: the address of this host the live Redis can connect to, where the throwaway server "
+    "listens (default: the address the live Redis sees this sidecar's connection come from).",
 )
 @click.option(
     "--force",
@@ -309,6 +324,9 @@ def restore(
     node_id: str | None = None,
     to_time: str | None = None,
     before_run: int | None = None,
+    online: bool = False,
+    yes: bool = False,
+    online_host: str | None = None,
 ) -> None:
     """Download and verify a backup, then lay out dump.rdb and appendonlydir/ in DIR.
 
@@ -316,6 +334,13 @@ def restore(
     second, checked (sha256), cut at the time by redis-check-aof --truncate-to-timestamp in a throwaway
     container, and proven by loading them in a throwaway redis-server (key count, DEBUG DIGEST);
     appendonlydir/ is laid out in DIR. A time outside the archive's window exits 2 and states it.
+
+    With --online --yes instead of --target: the same dataset, prepared in a staging dir, is loaded in a
+    throwaway redis-server on this host (random password, free port, bound to the address the live
+    Redis reaches this host at), and the running Redis takes it over: REPLICAOF to it, the full sync,
+    REPLICAOF NO ONE, its masterauth restored, BGREWRITEAOF. Writes made to it during the sync are lost
+    (refused with READONLY) and clients see LOADING briefly. Refused (exit 2, nothing changed) on a
+    replica, a Cluster node, behind Sentinel, or when the live Redis cannot reach this host.
 
     Refused (exit 2, nothing recorded) while a Redis runs on DIR: the configured one (its CONFIG GET
     dir, or REDIS_MAINT_DATA_DIR) or any local redis-server working there. Stop it first; start it
@@ -326,8 +351,8 @@ def restore(
     Examples:
       redis-maint backups restore 20261201T030000Z-c886fe --target /srv/redis-restore
       redis-maint backups restore --to-time 2026-12-01T21:30:05Z --target /srv/redis-restore
-      redis-maint backups restore --before-run 4711 --target /srv/redis-restore --json
       redis-maint backups restore 20261201T030000Z-cluster --shard 07c37dfeb235 --target /data
+      redis-maint backups restore --before-run 4711 --online --yes --json
 
     \b
     Environment:
@@ -337,6 +362,21 @@ def restore(
       REDIS_MAINT_TARGET__URI   the backup target (S3: the standard AWS_* variables)
       REDIS_MAINT_REDIS_URL, REDIS_MAINT_DATA_DIR   the Redis that must not be running on DIR
     """
+    if online:  # into the running Redis (redis_maint/archive/online.py)
+        if directory is not None or force or node_id is not None:
+            raise click.UsageError(
+                "--online restores into the running Redis: no --target, --force or --shard"
+            )
+        params = {"backup_id": backup_id, "to_time": to_time, "before_run": before_run}
+        params |= {"online": True, "yes": yes, "online_host": online_host}
+        run = _operate(app, "backup-restore", params, requested_by, as_json)
+        result = _result_or_exit(run)
+        emit_json(result) if as_json else describe_run(run)
+        raise click.exceptions.Exit(_exit_code(run))
+    if directory is None:
+        raise click.UsageError("Missing option '--target' (or restore into the running Redis with --online).")
+    if yes or online_host is not None:
+        raise click.UsageError("--yes and --online-host go with --online")
     if backup_id is None or to_time is not None or before_run is not None:  # the AOF archive
         params = {"backup_id": backup_id, "directory": str(directory), "force": force}
         params |= {"to_time": to_time, "before_run": before_run}

@@ -279,6 +279,9 @@ def backup_restore(s: dict[str, Any], f: Figures) -> None:
         f.add("would restore", s["would_restore"])
         f.add("into", s.get("dir"))
         return
+    if s.get("online"):  # --online: into the running Redis (redis_maint/archive/online.py)
+        _restored_online(s, f)
+        return
     f.add("backup", s["id"], "bold")
     files = s.get("files") or []
     f.add(
@@ -293,6 +296,24 @@ def backup_restore(s: dict[str, Any], f: Figures) -> None:
         f.add("start with", s["next"])
     for cmd in s.get("check_after_start") or []:
         f.add("then check", cmd)
+
+
+def _restored_online(s: dict[str, Any], f: Figures) -> None:
+    f.add("restored", s.get("what") or s.get("id"), "bold")
+    f.add("into", f"{s['live']['redis']} (online, Redis {s['live']['version']})")
+    f.add("keys", f"{human.count(s.get('keys_before'))} before, {human.count(s.get('keys_after'))} after")
+    match = s.get("digest_matches")
+    verdict = "not compared" if match is None else "matches the restored dataset" if match else "differs"
+    f.add(
+        "digest",
+        f"{(s.get('after') or {}).get('digest') or '—'} ({verdict})",
+        WARN if match is False else None,
+    )
+    f.add("lost", s["lost"]["note"], WARN if s["lost"].get("writes_refused") else None)
+    rewrite = s.get("aof_rewrite") or {}
+    f.add("aof", f"BGREWRITEAOF {rewrite['status']}" if "status" in rewrite else rewrite.get("skipped"))
+    for warning in s.get("warnings") or []:
+        f.note(f"note: {warning}", WARN, indent=LABEL_INDENT)
 
 
 @renders("backup-keep", "backup-unkeep")
