@@ -207,6 +207,7 @@ def _store_new_backup(ctx: JobContext, s: BackupSettings, target: Target) -> dic
             node=backup_source.node_record(ctx.settings, snapshot.server, source),
             cluster=shard,
             fence=ctx.fence,
+            archive=summary.get("archive"),
         )
         _upload(ctx, target, location, snapshot, manifest, summary)
         ctx.commit_point(f"record backup {backup_id} as complete")

@@ -55,6 +55,10 @@ class NotArchivable(MaintenanceError):
     """Redis's files cannot be archived as they are (no multi-part AOF): says what to change."""
 
 
+class StagingError(SnapshotError):
+    """The base of a new generation could not be staged (the staging disk is full, unwritable)."""
+
+
 @dataclass(frozen=True)
 class ArchiverOptions:
     instance: str
@@ -63,6 +67,7 @@ class ArchiverOptions:
     interval_s: float = 5.0
     max_segment_bytes: int = MAX_SEGMENT_BYTES
     backoff_max_s: float = BACKOFF_MAX_S
+    problem_file: Path | None = None  # where the loop records failing ticks for `archive status`
 
 
 @dataclass
@@ -171,7 +176,7 @@ class Archiver:
                     cur.generation, cur.incr_file, chunk.offset, len(chunk.data), chunk.sha256,
                     chunk.first_ts, chunk.last_ts, utcnow(),
                 )  # fmt: skip
-                self.target.put_bytes(seg.key(self.o.instance), chunk.data, metadata=seg.to_metadata())
+                self._put_segment(seg, chunk.data)
                 self.state.record_segment(seg, f.inode, t0 if at_end else None)
                 report.segments += 1
                 report.bytes += seg.length
@@ -191,6 +196,21 @@ class Archiver:
             self._replace_followed(_Followed(cur.generation, nxt, fd, inode))
             cur = self.state.current() or cur
 
+    def _put_segment(self, seg: layout.SegmentMeta, data: bytes) -> None:
+        """Upload one segment, only while this archiver still holds its lease: one that was paused and
+        taken over stops here instead of writing a key the new holder owns (state.check_held)."""
+        self.state.check_held(f"upload segment {seg.key(self.o.instance)}")
+        self.target.put_bytes(seg.key(self.o.instance), data, metadata=seg.to_metadata())
+
+    def _holds(self, cur: Generation) -> bool:
+        """Whether the open file is the very incr file the state archived (same inode)."""
+        f = self._followed
+        return (
+            f is not None
+            and (f.generation, f.name) == (cur.generation, cur.incr_file)
+            and f.inode == cur.incr_inode
+        )
+
     def _why_new_generation(self, cur: Generation | None, live: _Live, report: TickReport) -> str | None:
         if cur is None:
             return f"{layout.REASON_FIRST}: no archive state for {self.o.instance}"
@@ -205,7 +225,12 @@ class Archiver:
                 return None  # the new base ships in the background; the old generation keeps following
             self._finish_followed(cur, report)
             return why
-        return self._broken_continuity(cur)
+        why = self._broken_continuity(cur)
+        if why is not None and why.startswith(layout.REASON_REPLACED) and self._holds(cur):
+            # Redis stopped and came back on other files (a restore): the file it wrote until then is
+            # still open here, so its last bytes close the old generation instead of being lost.
+            self._finish_followed(cur, report)
+        return why
 
     def _finish_followed(self, cur: Generation, report: TickReport) -> None:
         """A rewrite replaced the base: the incr file followed so far (still open) is shipped to its end."""
@@ -225,7 +250,7 @@ class Archiver:
                 cur.generation, cur.incr_file, chunk.offset, len(chunk.data), chunk.sha256,
                 chunk.first_ts, chunk.last_ts, utcnow(),
             )  # fmt: skip
-            self.target.put_bytes(seg.key(self.o.instance), chunk.data, metadata=seg.to_metadata())
+            self._put_segment(seg, chunk.data)
             self.state.record_segment(seg, f.inode, None)
             report.segments += 1
             report.bytes += seg.length
@@ -328,18 +353,27 @@ class Archiver:
 
     def _ship_base(self, fd: int, name: str, generation: str) -> str:
         """Stage the pinned base (a hard link when it is the same inode, else a copy), hash, upload."""
-        self.o.staging_dir.mkdir(parents=True, exist_ok=True)
         staged = self.o.staging_dir / f"{generation}-{name}"
-        staged.unlink(missing_ok=True)
         try:
-            if not _link_same(self._aof_path(name), staged, os.fstat(fd)):
-                with open(staged, "wb") as out:
-                    _copy_fd(fd, out)
-            digest = _sha256_file(staged)
+            try:
+                self.o.staging_dir.mkdir(parents=True, exist_ok=True)
+                staged.unlink(missing_ok=True)
+                if not _link_same(self._aof_path(name), staged, os.fstat(fd)):
+                    with open(staged, "wb") as out:
+                        _copy_fd(fd, out)
+                digest = _sha256_file(staged)
+            except OSError as exc:
+                raise StagingError(
+                    f"cannot stage the AOF base {name} in {self.o.staging_dir} for a new archive generation: "
+                    f"{exc.strerror or exc}; free space there (it needs room for one AOF base unless it is on "
+                    "Redis's filesystem, where a hard link costs nothing) or move state_dir; the archiver "
+                    "keeps its position and retries"
+                ) from None
             self.target.put_file(layout.base_key(self.o.instance, generation, name), staged, sha256=digest)
             return digest
         finally:
-            staged.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                staged.unlink(missing_ok=True)
 
     # -- files --------------------------------------------------------------------------
     def _layout(self) -> DataLayout:
@@ -643,7 +677,11 @@ class Loop:
                 started = time.monotonic()
                 try:
                     report = self.archiver.tick()
-                    self.failures, self.last_error = 0, None
+                    if not (self.failures and self.archiver.base_in_flight()):
+                        # (a base retried in the background is not a recovery until it is adopted)
+                        if self.failures:
+                            self._recovered()
+                        self.failures, self.last_error = 0, None
                     if self.on_tick is not None:
                         self.on_tick(report)
                     wait = interval - (time.monotonic() - started)
@@ -654,13 +692,49 @@ class Loop:
                     self.failures += 1
                     self.last_error = str(exc)
                     wait = min(interval * 2 ** min(self.failures, 10), self.archiver.o.backoff_max_s)
+                    position = self._position()
                     log.warning(
                         "archive tick failed; position kept, retrying",
-                        extra={"failures": self.failures, "retry_in_s": round(wait, 2), "error": str(exc)},
+                        extra={
+                            "failures": self.failures,
+                            "retry_in_s": round(wait, 2),
+                            "error": str(exc),
+                            **position,
+                        },
                     )
+                    self._record_problem(position)
                 self.stop.wait(max(wait, 0.0))
         finally:
             self.archiver.close()
+
+    def _position(self) -> dict:
+        """Where the archive stands (kept while ticks fail), for the log and `archive status`."""
+        try:
+            cur = self.archiver.state.current()
+        except MaintenanceError:
+            return {}
+        if cur is None:
+            return {}
+        return {"generation": cur.generation, "incr_file": cur.incr_file, "offset": cur.offset}
+
+    def _record_problem(self, position: dict) -> None:
+        from redis_maint.archive.status import write_problem
+
+        path = self.archiver.o.problem_file
+        if path is not None and self.last_error is not None:
+            with contextlib.suppress(OSError):  # its disk may be the full one: the log still says it
+                write_problem(path, self.last_error, self.failures, position)
+
+    def _recovered(self) -> None:
+        from redis_maint.archive.status import clear_problem
+
+        log.warning(
+            "archive ticks succeed again; the archive caught up from its kept position",
+            extra={"failures": self.failures, "error": self.last_error},
+        )
+        if self.archiver.o.problem_file is not None:
+            with contextlib.suppress(OSError):
+                clear_problem(self.archiver.o.problem_file)
 
 
 def clear_staging(staging_dir: Path) -> None:

@@ -21,6 +21,7 @@ import redis
 from redis_maint.archive.archiver import Archiver, ArchiverOptions, Loop, TickReport, clear_staging
 from redis_maint.archive.prune import prune
 from redis_maint.archive.state import ArchiveState
+from redis_maint.archive.status import problem_path
 from redis_maint.errors import LockHeldError, MaintenanceError
 from redis_maint.history.catalog import BackupStatus, Catalog
 from redis_maint.history.leases import Lease
@@ -138,6 +139,7 @@ class ArchiverService:
             data_dir=c.data_dir,
             staging_dir=c.staging_dir,
             interval_s=c.interval.total_seconds(),
+            problem_file=problem_path(c.staging_dir.parent, c.instance),
         )
         return Archiver(options, client, self.open_target(), state)
 

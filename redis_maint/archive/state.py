@@ -202,6 +202,14 @@ class ArchiveState:
             )
             conn.execute(delete(s).where(s.c.instance == self.instance, s.c.generation.in_(generations)))
 
+    def check_held(self, what: str) -> None:
+        """LeaseLostError unless this writer still holds the archiver's lease (nothing to check
+        without fencing): called before an upload, so an archiver paused past its lease writes nothing."""
+        if self.guard is None:
+            return
+        with self._writing(what):
+            pass
+
     def _at(self, generation: str, incr_file: str, offset: int):
         t = db.archive_state
         return (

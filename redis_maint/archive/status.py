@@ -8,11 +8,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from redis_maint.archive.state import ArchiveState, Generation
-from redis_maint.timeutil import isoformat
+from redis_maint.timeutil import isoformat, utcnow
 
 
 def window(gens: list[Generation]) -> tuple[datetime | None, datetime | None]:
@@ -67,3 +70,41 @@ def archive_status(state: ArchiveState, now: datetime, clock: str) -> dict[str, 
             for g in gens
         ],
     }
+
+
+# -- the archiver's last failure (for `archive status`) -------------------------------------------
+# The archiver's ticks leave no history rows, so a tick that keeps failing (the staging disk full, the
+# target unreachable) is written here by the archiver's loop, beside its staging dir, and cleared by
+# the next tick that succeeds. `archive status` shows it as `problem` (null when there is none).
+
+
+def problem_path(state_dir: Path, instance: str) -> Path:
+    return Path(state_dir) / f"archive-{instance}-problem.json"
+
+
+def write_problem(path: Path, error: str, failures: int, position: dict[str, Any]) -> None:
+    """Record (atomically) that ticks fail: the error, how many in a row, since when, and the kept position."""
+    previous = read_problem(path) or {}
+    now = isoformat(utcnow())
+    body = {
+        "error": error,
+        "failures": failures,
+        "since": previous.get("since") if failures > 1 and previous.get("since") else now,
+        "at": now,
+        "position": position,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(body) + "\n")
+    os.replace(tmp, path)
+
+
+def clear_problem(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def read_problem(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

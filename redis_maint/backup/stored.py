@@ -53,9 +53,11 @@ def build_manifest(
     node: dict[str, Any] | None = None,
     cluster: dict[str, Any] | None = None,
     fence: int | None = None,
+    archive: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`node`: which Redis node was backed up, its role and replication offset (jobs/backup_source.py).
-    `cluster`: a Cluster shard's node id, slot ranges and cluster backup id (backup/cluster.py)."""
+    `cluster`: a Cluster shard's node id, slot ranges and cluster backup id (backup/cluster.py).
+    `archive`: the AOF archive generation and incr-file offset the backup covers (jobs/backup.py)."""
     return {
         "format": FORMAT,
         "id": backup_id,
@@ -73,6 +75,7 @@ def build_manifest(
         **({"cluster": cluster} if cluster is not None else {}),
         # The fencing token of the run's lease (history/leases.py): a later take has a larger one.
         **({"fence": fence} if fence is not None else {}),
+        **({"archive": archive} if archive is not None else {}),
     }
 
 

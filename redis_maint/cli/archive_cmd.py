@@ -56,13 +56,16 @@ def status(app: App, as_json: bool) -> None:
       REDIS_MAINT_ARCHIVE__INTERVAL   how often a segment is uploaded (archive.interval)
       REDIS_MAINT_TARGET__URI         where the archive goes (S3: the standard AWS_* variables)
     """
+    from pathlib import Path
+
     from redis_maint.archive.state import ArchiveState
-    from redis_maint.archive.status import archive_status
+    from redis_maint.archive.status import archive_status, problem_path, read_problem
 
     settings = app.core_settings()
     now, clock = _redis_clock(settings)
     result = archive_status(ArchiveState(app.store(), settings.instance), now, clock)
     result["enabled"] = settings.archive.enabled
+    result["problem"] = read_problem(problem_path(Path(settings.state_dir), settings.instance))
     if as_json:
         emit_json(result)
         return
@@ -102,6 +105,9 @@ def describe(r: dict[str, Any]) -> list[str]:
         f"  stored      {r['segments']:,} segments, {r['bytes']:,} bytes in {len(r['generations'])} generations",
         f"  started     {r['reason']}",
     ]
+    if r.get("problem"):
+        p = r["problem"]
+        lines.append(f"  failing     {p['failures']} ticks since {p['since']}: {p['error']} (position kept)")
     if not r.get("enabled"):
         lines.append("  note        archive.enabled is false: the daemon does not archive")
     return lines
