@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from redis_maint.archive import online
+from redis_maint.archive import online_server
 from redis_maint.archive.archiver import Archiver, ArchiverOptions
 from redis_maint.archive.state import ArchiveState
 from redis_maint.storage import open_target
@@ -117,7 +117,7 @@ def test_online_restore_of_a_backup_replaces_the_live_dataset(live, cli, tmp_pat
     before = client.dbsize()
     # A client writing during the sync is refused (READONLY), and the result counts each refusal. The
     # throwaway server writes its RDB a little slowly (2 ms a key) so that the window is visible.
-    monkeypatch.setattr(online, "THROWAWAY_EXTRA", {"rdb-key-save-delay": "2000"})
+    monkeypatch.setattr(online_server, "THROWAWAY_EXTRA", {"rdb-key-save-delay": "2000"})
     writer = threading.Thread(target=refused_writes, args=(live, counted := []))
     writer.start()
 
@@ -249,7 +249,7 @@ def test_a_throwaway_server_killed_mid_sync_leaves_the_live_redis_a_primary(live
     client.set("session:after-the-backup", "kept")
     before = digest(live)
     # The throwaway server writes its RDB slowly (20 ms a key): the sync is still running when it dies.
-    monkeypatch.setattr(online, "THROWAWAY_EXTRA", {"rdb-key-save-delay": "20000"})
+    monkeypatch.setattr(online_server, "THROWAWAY_EXTRA", {"rdb-key-save-delay": "20000"})
     killed: list[int] = []
 
     def kill_mid_sync() -> None:
