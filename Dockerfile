@@ -29,7 +29,16 @@ FROM ${BASE_IMAGE}
 ARG UID=10001
 ARG REDIS_GID=1000
 ARG DOCKER_GID=999
+# `backups restore --online` loads the restored dataset into a throwaway redis-server that the live
+# Redis replicates from. Debian ships the server binary in redis-tools as redis-check-rdb: the name it
+# is started under picks the mode. The offline base has redis-tools already (build-base-image.sh).
 RUN set -eu; \
+    if ! command -v redis-check-rdb >/dev/null; then \
+        apt-get update -qq; \
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-tools >/dev/null; \
+        rm -rf /var/lib/apt/lists/*; \
+    fi; \
+    ln -sf "$(command -v redis-check-rdb)" /usr/local/bin/redis-server; \
     getent group "$REDIS_GID" >/dev/null || groupadd --gid "$REDIS_GID" redis; \
     getent group "$DOCKER_GID" >/dev/null || groupadd --gid "$DOCKER_GID" docker; \
     useradd --uid "$UID" --gid "$REDIS_GID" --groups "$DOCKER_GID" --no-create-home \

@@ -3,7 +3,7 @@
 #
 #   scripts/build-base-image.sh [TAG]     # TAG default: redis-maint-base:bookworm
 #
-# debootstrap --variant=minbase --include=python3,python3-venv bookworm, then `docker import`.
+# debootstrap --variant=minbase --include=python3,python3-venv,redis-tools bookworm, then `docker import`.
 # The Dockerfile takes it as BASE_IMAGE instead of python:3.11-slim-bookworm. Idempotent: an
 # image with this TAG whose label matches this recipe is kept. Needs root and a running engine
 # (scripts/ensure-dockerd.sh); installs debootstrap from Debian's packages when absent.
@@ -44,7 +44,7 @@ main() {
     ROOTFS="$(mktemp -d /tmp/redis-maint-base.XXXXXX)"
     trap '$SUDO rm -rf "$ROOTFS"' EXIT
     say "debootstrap bookworm into $ROOTFS (about a minute)"
-    $SUDO debootstrap --variant=minbase --include=python3,python3-venv bookworm "$ROOTFS" "$MIRROR" >/dev/null
+    $SUDO debootstrap --variant=minbase --include=python3,python3-venv,redis-tools bookworm "$ROOTFS" "$MIRROR" >/dev/null
     # Keep the image small: package lists, caches and docs are not needed at run time.
     $SUDO rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/* "$ROOTFS"/usr/share/doc/* \
         "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/locale/*

@@ -202,8 +202,18 @@ def test_the_compose_stack_runs_health_and_a_backup_inside_the_sidecar(stack):
     assert any(
         o["Key"].startswith(f"{SHIPPED_PREFIX}/sessions/") and o["Key"].endswith(manifest) for o in stored
     )
+
+    # Restore online into the running Redis container: it replicates from a throwaway redis-server in
+    # the sidecar (bound to the sidecar's address on the compose network), then is a primary again.
+    online = compose(
+        "exec", "-T", "redis-maint", "redis-maint", "backups", "restore", summary["backup_id"],
+        "--online", "--yes", "--json", timeout=300,
+    )  # fmt: skip
+    assert online.returncode == 0, online.stdout + online.stderr
+    restored = json.loads(online.stdout)
+    assert restored["after"]["role"] == "master" and restored["keys_after"] == restored["throwaway"]["keys"]
     logs = compose("logs", "--no-color", "redis-maint").stdout
-    assert STACK_SECRET not in logs + shown.stdout
+    assert STACK_SECRET not in logs + shown.stdout + online.stdout
     print(
         f"\ncompose stack: up, health, doctor, metrics, healthcheck, backup in {time.monotonic() - t0:.0f}s"
     )
