@@ -479,6 +479,8 @@ def _containers(s: BackupSettings) -> tuple[bool, str]:
 def _scope(settings: Any) -> str:
     """Once per slot across every sidecar; on a Redis Cluster once per slot per node, since every
     shard's sidecar backs up its own node and the shard backups of one slot make the cluster backup."""
+    from redis import RedisError
+
     from redis_maint.redis_conn import connect
 
     try:
@@ -487,7 +489,7 @@ def _scope(settings: Any) -> str:
             clustered = int(client.info("cluster").get("cluster_enabled", 0)) == 1
         finally:
             client.close()
-    except Exception:  # Redis down: the run itself will fail and say why
+    except (MaintenanceError, RedisError):  # Redis down: the run itself will fail and say why
         return "deployment"
     return "node" if clustered else "deployment"
 
