@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.common import ROOT, wait_for
-from tests.support.services.docker import managed_containers
+from tests.support.services.docker import own_containers
 from tests.support.services.redis import wait_aof_rewrite
 
 pytestmark = pytest.mark.docker
@@ -113,16 +113,11 @@ def test_flipped_bytes_in_the_base_are_corrupt(redis_server, check_image, no_lef
     assert rdb["verdict"] == "ok"  # dump.rdb is a different file
 
 
-def test_no_container_is_left_after_runs(redis_server, check_image, cli):
+def test_no_container_is_left_after_runs(redis_server, check_image, docker_engine, cli, tmp_path):
     populated(redis_server)
     _run(cli)
-    ps = subprocess.run(
-        ["docker", "ps", "-a", "-q", "--filter", "label=redis-maint.managed=1"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert ps.stdout.strip() == ""
+    # Its own containers: other test processes share the engine (tests/support/services/docker.py).
+    assert own_containers(docker_engine, tmp_path) == []
 
 
 def test_missing_image_fails_the_run_naming_the_image_and_how_to_build_it(
@@ -169,7 +164,7 @@ def hanging_image(docker_engine, local_image, tmp_path_factory):
 
 
 def test_a_hung_check_is_killed_at_its_timeout_and_no_container_is_left(
-    redis_server, check_image, hanging_image, no_leftovers, cli, monkeypatch
+    redis_server, check_image, hanging_image, no_leftovers, cli, monkeypatch, tmp_path
 ):
     populated(redis_server)
     monkeypatch.setenv("REDIS_MAINT_CHECK_IMAGE", hanging_image)
@@ -186,13 +181,7 @@ def test_a_hung_check_is_killed_at_its_timeout_and_no_container_is_left(
         ("redis-check-rdb", "error"),
     ]
     assert checks[0]["output"].endswith("killed: still running after 2s")
-    ps = subprocess.run(
-        ["docker", "ps", "-a", "-q", "--filter", "label=redis-maint.managed=1"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert ps.stdout.strip() == ""
+    assert own_containers(no_leftovers, tmp_path) == []
 
 
 def test_sigterm_during_a_check_kills_and_removes_the_container(
@@ -208,19 +197,20 @@ def test_sigterm_during_a_check_kills_and_removes_the_container(
         cwd=ROOT,
     )
     try:
-        wait_for(lambda: _running_checks(docker_engine), timeout=30, what="the check container")
+        wait_for(lambda: _running_checks(docker_engine, tmp_path), timeout=60, what="the check container")
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=20)
     finally:
         proc.kill()
     run = json.loads(out)
     assert (proc.returncode, run["status"]) == (1, "interrupted")
-    assert managed_containers(docker_engine) == []
+    assert own_containers(docker_engine, tmp_path) == []
     assert not list((tmp_path / "check").glob("aof-check-*"))
     assert redis_server.client().config_get("auto-aof-rewrite-percentage") == {
         "auto-aof-rewrite-percentage": "100"
     }
 
 
-def _running_checks(client) -> list:
-    return client.containers.list(filters={"label": "redis-maint.purpose=check"})
+def _running_checks(client, scope) -> list:
+    """This test's check containers that are running (not another test process's)."""
+    return own_containers(client, scope, label="redis-maint.purpose=check", status="running")

@@ -215,7 +215,10 @@ class Engine:
         now = time.time()
         removed = 0
         with _engine_errors("listing leftover containers"):
-            leftovers = self.client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=1"})
+            # ignore_removed: another process may remove its container between the list and its inspect
+            leftovers = self.client.containers.list(
+                all=True, filters={"label": f"{LABEL_MANAGED}=1"}, ignore_removed=True
+            )
         for container in leftovers:
             expires = float(container.labels.get(LABEL_EXPIRES, "0") or 0)
             if expires and expires < now:
