@@ -39,7 +39,9 @@ RUN set -eu; \
         rm -rf /var/lib/apt/lists/*; \
     fi; \
     ln -sf "$(command -v redis-check-rdb)" /usr/local/bin/redis-server; \
-    getent group "$REDIS_GID" >/dev/null || groupadd --gid "$REDIS_GID" redis; \
+    # redis-tools may have made a `redis` group of its own (another gid): ours is then `redis-data`.
+    getent group "$REDIS_GID" >/dev/null \
+        || groupadd --gid "$REDIS_GID" "$(getent group redis >/dev/null && echo redis-data || echo redis)"; \
     getent group "$DOCKER_GID" >/dev/null || groupadd --gid "$DOCKER_GID" docker; \
     useradd --uid "$UID" --gid "$REDIS_GID" --groups "$DOCKER_GID" --no-create-home \
         --home-dir /var/lib/redis-maint --shell /usr/sbin/nologin redis-maint; \
