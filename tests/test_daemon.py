@@ -6,7 +6,6 @@ import dataclasses
 import os
 import signal
 import socket
-import subprocess
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -20,8 +19,19 @@ from redis_maint.run.daemon import Daemon
 from redis_maint.timeutil import utcnow
 from tests.support.builders.sessions import seed
 from tests.support.common import wait_for
-from tests.support.daemon import Scheduled, only_health_settings, start_daemon, stop_daemon
+from tests.support.daemon import (
+    WAIT_S,
+    Scheduled,
+    only_health_settings,
+    start_daemon,
+    stop_daemon,
+    stop_daemon_then,
+)
 from tests.support.history import current_store
+from tests.support.services.redis import frozen
+
+# A run against a frozen Redis blocks until the test lets it go (or for 300 s).
+BLOCKED_ENV = {"REDIS_MAINT_REDIS_TIMEOUT": "300s", "REDIS_MAINT_JOBS__HEALTH__TIMEOUT": "300s"}
 
 
 @pytest.mark.usefixtures("history_url")
@@ -30,7 +40,7 @@ def test_daemon_catches_up_then_runs_on_schedule_and_stops_on_sigterm(redis_serv
     try:
         wait_for(
             lambda: len(current_store().list(job="health", status="succeeded")) >= 3,
-            timeout=20,
+            timeout=WAIT_S,
             what="3 runs",
         )
     finally:
@@ -46,19 +56,15 @@ def test_daemon_catches_up_then_runs_on_schedule_and_stops_on_sigterm(redis_serv
 
 @pytest.mark.usefixtures("history_url")
 def test_sigkill_mid_run_then_restart_marks_the_run_interrupted(redis_server):
-    sleeper = subprocess.Popen(
-        ["redis-cli", "-p", str(redis_server.port), "DEBUG", "SLEEP", "3"], stdout=subprocess.DEVNULL
-    )
-    time.sleep(0.2)
-    first = start_daemon(REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1h", REDIS_MAINT_REDIS_TIMEOUT="20s")
-    wait_for(lambda: current_store().running("health"), timeout=15, what="catch-up run to start")
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    sleeper.wait()
+    with frozen(redis_server):  # the run is still going when the daemon is killed
+        first = start_daemon(REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1h", **BLOCKED_ENV)
+        wait_for(lambda: current_store().running("health"), timeout=WAIT_S, what="catch-up run to start")
+        first.send_signal(signal.SIGKILL)
+        first.wait()
     assert current_store().running("health")[0].pid == first.pid
     second = start_daemon(REDIS_MAINT_JOBS__HEALTH__SCHEDULE="off")
     try:
-        wait_for(lambda: not current_store().running("health"), timeout=15, what="reaping")
+        wait_for(lambda: not current_store().running("health"), timeout=WAIT_S, what="reaping")
     finally:
         stop_daemon(second)
     killed = [r for r in current_store().list(job="health") if r.pid == first.pid]
@@ -66,22 +72,16 @@ def test_sigkill_mid_run_then_restart_marks_the_run_interrupted(redis_server):
 
 
 def test_sigterm_waits_for_the_drain_grace_then_marks_interrupted(redis_server):
-    sleeper = subprocess.Popen(
-        ["redis-cli", "-p", str(redis_server.port), "DEBUG", "SLEEP", "6"], stdout=subprocess.DEVNULL
-    )
-    time.sleep(0.2)
-    proc = start_daemon(
-        REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1h",
-        REDIS_MAINT_REDIS_TIMEOUT="20s",
-        REDIS_MAINT_DAEMON__DRAIN_GRACE="1s",
-    )
-    wait_for(lambda: current_store().running("health"), timeout=15, what="run to start")
-    t0 = time.monotonic()
-    code, err = stop_daemon(proc)
-    took = time.monotonic() - t0
-    sleeper.wait()
+    with frozen(redis_server):  # the run cannot finish before Redis is back (or its 300 s timeout)
+        proc = start_daemon(
+            REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1h", REDIS_MAINT_DAEMON__DRAIN_GRACE="1s", **BLOCKED_ENV
+        )
+        wait_for(lambda: current_store().running("health"), timeout=WAIT_S, what="run to start")
+        t0 = time.monotonic()
+        code, err = stop_daemon(proc)
+        took = time.monotonic() - t0
     assert code == 0, err
-    assert took < 5, "the drain is bounded by drain_grace, not by the job"
+    assert took < 60, "the drain is bounded by drain_grace, not by the job (blocked for 300 s)"
     (run,) = current_store().list(job="health")
     assert run.status == "interrupted" and "drain grace" in run.error
 
@@ -169,14 +169,11 @@ def test_a_slot_missed_beyond_the_misfire_grace_is_recorded_by_the_real_schedule
 
 
 def test_sigterm_lets_a_run_that_finishes_within_the_drain_grace_succeed(redis_server):
-    sleeper = subprocess.Popen(
-        ["redis-cli", "-p", str(redis_server.port), "DEBUG", "SLEEP", "5"], stdout=subprocess.DEVNULL
-    )
-    time.sleep(0.2)
-    proc = start_daemon(REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1h", REDIS_MAINT_REDIS_TIMEOUT="20s")
-    wait_for(lambda: current_store().running("health"), timeout=15, what="run to start")
-    code, err = stop_daemon(proc)  # the run is blocked on Redis; the 25 s drain grace is plenty
-    sleeper.wait()
+    with frozen(redis_server) as stopped:
+        proc = start_daemon(REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1h", **BLOCKED_ENV)
+        wait_for(lambda: current_store().running("health"), timeout=WAIT_S, what="run to start")
+        # The run is blocked on Redis when the stop is requested; Redis is back within the 25 s drain grace.
+        code, err = stop_daemon_then(proc, lambda: os.kill(stopped.proc.pid, signal.SIGCONT))
     assert code == 0, err
     (run,) = current_store().list(job="health")
     assert run.status == "succeeded", run.error
@@ -198,7 +195,7 @@ def test_sigterm_during_start_up_exits_cleanly(tmp_path):
         REDIS_MAINT_REDIS_TIMEOUT="2s",
     )
     try:
-        mute.settimeout(20)
+        mute.settimeout(WAIT_S)
         conn, _ = mute.accept()  # the daemon is inside its start-up check now
         code, err = stop_daemon(proc)
         conn.close()
@@ -236,7 +233,7 @@ def test_a_scheduled_sweep_runs_in_its_idle_thread_and_deletes_the_stale_session
     try:
         wait_for(
             lambda: current_store().list(job="session-sweep", status="succeeded"),
-            timeout=20,
+            timeout=WAIT_S,
             what="the sweep",
         )
     finally:

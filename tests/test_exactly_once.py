@@ -28,6 +28,7 @@ from tests.support.exactly_once import (
     kill_sidecar,
     sidecar_env,
     start_sidecar,
+    started,
     stop_sidecar,
 )
 from tests.support.history import current_store
@@ -201,10 +202,13 @@ def test_three_sidecars_on_postgresql_run_each_slot_once_through_a_sigkill(
     """The goal benchmark's short version (bench/exactly_once.py runs it for 5 minutes)."""
     env = sidecar_env(JOBS, "every 2s", REDIS_MAINT_HISTORY_URL=postgres_url)
     skews = [None, None, 180]  # the third one's clock runs 3 minutes ahead
-    sidecars = [start_sidecar(env, skew=s, log=tmp_path / f"sidecar{i}.log") for i, s in enumerate(skews)]
+    logs = [tmp_path / f"sidecar{i}.log" for i in range(len(skews))]
+    sidecars = [start_sidecar(env, skew=s, log=log) for s, log in zip(skews, logs, strict=True)]
     store = HistoryStore(postgres_url)
     kills = []
     try:
+        # Every sidecar up (a loaded machine starts processes slowly), and slots being run.
+        wait_for(lambda: all(map(started, logs)), timeout=WAIT_CAP_S, what="the sidecars to start")
         wait_for(
             lambda: len({r.pid for r in store.list() if r.status == "succeeded"}) >= 2,
             timeout=WAIT_CAP_S,
@@ -216,11 +220,14 @@ def test_three_sidecars_on_postgresql_run_each_slot_once_through_a_sigkill(
         kill_sidecar(sidecars[0])
         time.sleep(2)
         sidecars[0] = start_sidecar(env, log=tmp_path / "sidecar0-again.log")
+        wait_for(lambda: started(tmp_path / "sidecar0-again.log"), timeout=WAIT_CAP_S, what="the restart")
         time.sleep(8)
         end = exactly_once.grid_floor(utcnow(), TWO_S) - TWO_S
     finally:
         codes = [stop_sidecar(p) for p in sidecars]
-    assert codes == [0, 0, 0], [(tmp_path / f).read_text()[-2000:] for f in ("sidecar0.log",)]
+    assert codes == [0, 0, 0], [
+        (tmp_path / f).read_text()[-2000:] for f in ("sidecar0-again.log", "sidecar1.log", "sidecar2.log")
+    ]
     fig = figures(store, JOBS, TWO_S, start, end, kills)
     assert fig.run_twice == [], "\n".join(fig.lines())
     assert fig.lost_beyond == [], "\n".join(fig.lines())

@@ -23,7 +23,10 @@ from redis_maint.observe.http_endpoint import HttpEndpoint, _handler
 from redis_maint.observe.http_server import PooledHTTPServer
 from tests.support.common import ROOT, free_port, in_ci, wait_for
 from tests.support.metrics import scrape_text
+from tests.support.services.redis import frozen
 from tests.support.services.webhook import WebhookServer
+
+WAIT_S = 120  # a safety net for a loaded machine (parallel tests), never a speed assertion
 
 
 class Daemon:
@@ -37,11 +40,11 @@ class Daemon:
             cwd=ROOT,
             env={**os.environ, "REDIS_MAINT_HTTP__PORT": str(self.port), **env},
         )
-        wait_for(lambda: self.get("/healthz")[0] in (200, 503), timeout=15, what="the HTTP endpoint")
+        wait_for(lambda: self.get("/healthz")[0] in (200, 503), timeout=WAIT_S, what="the HTTP endpoint")
 
     def get(self, path: str) -> tuple[int, str]:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=30) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
@@ -88,10 +91,12 @@ def test_healthz_is_ok_and_metrics_move_then_redis_down_shows_in_metrics_not_hea
         REDIS_MAINT_JOBS__HEALTH__PING_CRITICAL_MS="2000",
     )
     assert d.get("/healthz") == (200, json.dumps({"status": "ok"}))
-    wait_for(lambda: _runs(d.metrics(), "health", "succeeded") >= 1, timeout=15, what="a first run")
+    wait_for(lambda: _runs(d.metrics(), "health", "succeeded") >= 1, timeout=WAIT_S, what="a first run")
     before = _runs(d.metrics(), "health", "succeeded")
     wait_for(
-        lambda: _runs(d.metrics(), "health", "succeeded") >= before + 2, timeout=15, what="counters moving"
+        lambda: _runs(d.metrics(), "health", "succeeded") >= before + 2,
+        timeout=WAIT_S,
+        what="counters moving",
     )
     sample = d.metrics()
     assert sample[("redis_maint_redis_up", ())] == 1
@@ -99,7 +104,7 @@ def test_healthz_is_ok_and_metrics_move_then_redis_down_shows_in_metrics_not_hea
     assert sample[("redis_maint_last_success_timestamp_seconds", (("job", "health"),))] > time.time() - 30
 
     redis_server.stop()
-    wait_for(lambda: d.metrics()[("redis_maint_redis_up", ())] == 0, timeout=15, what="redis_up 0")
+    wait_for(lambda: d.metrics()[("redis_maint_redis_up", ())] == 0, timeout=WAIT_S, what="redis_up 0")
     time.sleep(2)  # a few more failing runs
     assert d.get("/healthz")[0] == 200, "an unreachable Redis does not make the sidecar unhealthy"
     assert d.metrics()[("redis_maint_job_failing", (("job", "health"),))] == 1
@@ -121,23 +126,23 @@ def test_nothing_but_healthz_and_metrics_is_served(daemon_factory, redis_server)
 
 
 def test_a_run_stuck_past_its_timeout_makes_healthz_503_with_the_reason(daemon_factory, redis_server):
-    sleeper = subprocess.Popen(
-        ["redis-cli", "-p", str(redis_server.port), "DEBUG", "SLEEP", "5"], stdout=subprocess.DEVNULL
-    )
-    time.sleep(0.2)
-    d = daemon_factory(
-        REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1h",
-        REDIS_MAINT_JOBS__HEALTH__TIMEOUT="1s",
-        REDIS_MAINT_HTTP__STUCK_GRACE="0s",
-        REDIS_MAINT_REDIS_TIMEOUT="20s",
-    )
-    wait_for(lambda: d.get("/healthz")[0] == 503, timeout=10, what="healthz 503")
-    _, body = d.get("/healthz")
-    reason = json.loads(body)
-    assert reason["status"] == "unhealthy" and "of health is past its timeout" in reason["reasons"][0]
-    assert d.metrics()[("redis_maint_job_running", (("job", "health"),))] == 1
-    sleeper.wait()
-    wait_for(lambda: d.get("/healthz")[0] == 200, timeout=10, what="healthz back to 200")
+    with frozen(redis_server):  # the catch-up run blocks on Redis until the test lets it go
+        d = daemon_factory(
+            REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1h",
+            REDIS_MAINT_JOBS__HEALTH__TIMEOUT="1s",
+            REDIS_MAINT_HTTP__STUCK_GRACE="0s",
+            REDIS_MAINT_REDIS_TIMEOUT="300s",
+        )
+        # Until the scheduler runs, healthz is 503 for that ("scheduler is not running"): wait for the stuck run.
+        wait_for(
+            lambda: "past its timeout" in d.get("/healthz")[1], timeout=WAIT_S, what="healthz: run stuck"
+        )
+        code, body = d.get("/healthz")
+        reason = json.loads(body)
+        assert code == 503 and reason["status"] == "unhealthy"
+        assert "of health is past its timeout" in reason["reasons"][0]
+        assert d.metrics()[("redis_maint_job_running", (("job", "health"),))] == 1
+    wait_for(lambda: d.get("/healthz")[0] == 200, timeout=WAIT_S, what="healthz back to 200")
 
 
 def test_a_port_in_use_is_a_clear_startup_error(redis_server, cli_process):

@@ -7,14 +7,15 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 
 import pytest
 
 import jobs
 from tests.support.common import ROOT, json_out, wait_for
 from tests.support.history import current_store
+from tests.support.services.redis import frozen
+
+WAIT_S = 120  # a safety net for a loaded machine, never a speed assertion
 
 RUN_KEYS = {
     "id",
@@ -31,23 +32,19 @@ RUN_KEYS = {
 }
 
 
-def _sleep_redis(server, seconds: float) -> threading.Thread:
-    """Make the real Redis unresponsive for a while, so a run against it is slow."""
-    t = threading.Thread(
-        target=lambda: server.client(socket_timeout=seconds + 5).execute_command("DEBUG", "SLEEP", seconds)
-    )
-    t.start()
-    time.sleep(0.2)
-    return t
+# A run against a frozen Redis (tests/support/services/redis.py frozen) blocks until the test lets it go;
+# its Redis timeout outlasts any process start-up on a loaded machine.
+BLOCKED_ENV = {"REDIS_MAINT_REDIS_TIMEOUT": "300s", "REDIS_MAINT_JOBS__HEALTH__TIMEOUT": "300s"}
 
 
-def _spawn(*args: str) -> subprocess.Popen:
+def _spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(ROOT / "scheduler.py"), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -79,13 +76,13 @@ def test_history_is_newest_first_and_filters(redis_server, cli, monkeypatch):
 
 @pytest.mark.usefixtures("history_url")
 def test_two_processes_at_once_one_runs_one_is_skipped(redis_server):
-    sleeper = _sleep_redis(redis_server, 3)
-    first = _spawn("run", "health", "--json")
-    wait_for(lambda: current_store().running("health"), timeout=10, what="first run to start")
-    second = _spawn("run", "health", "--json")
-    out2, err2 = second.communicate(timeout=30)
-    out1, _ = first.communicate(timeout=30)
-    sleeper.join()
+    # The first run holds the lease, blocked on Redis, until the second process has come and gone.
+    with frozen(redis_server):
+        first = _spawn("run", "health", "--json", env=BLOCKED_ENV)
+        wait_for(lambda: current_store().running("health"), timeout=WAIT_S, what="first run to start")
+        second = _spawn("run", "health", "--json", env=BLOCKED_ENV)
+        out2, err2 = second.communicate(timeout=WAIT_S)
+    out1, _ = first.communicate(timeout=WAIT_S)
     assert second.returncode == 75, err2
     assert first.returncode == 0
     skipped, ran = (
@@ -112,12 +109,11 @@ def test_an_unexpected_error_in_a_job_is_recorded_not_raised(redis_server, cli, 
 
 @pytest.mark.usefixtures("history_url")
 def test_a_killed_run_is_marked_interrupted_by_the_next_run(redis_server, cli):
-    sleeper = _sleep_redis(redis_server, 2)
-    victim = _spawn("run", "health")
-    wait_for(lambda: current_store().running("health"), timeout=10, what="run to start")
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    sleeper.join()
+    with frozen(redis_server):  # the run is still going when it is killed
+        victim = _spawn("run", "health", env=BLOCKED_ENV)
+        wait_for(lambda: current_store().running("health"), timeout=WAIT_S, what="run to start")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
     after = json_out(cli("run", "health", "--json"))
     assert after["status"] == "succeeded"
     killed = [r for r in json_out(cli("history", "--json")) if r["pid"] == victim.pid]

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 
 from config import load_settings
 from redis_maint.run.daemon import Daemon
@@ -34,11 +35,36 @@ def start_daemon(**env: str) -> subprocess.Popen:
     )
 
 
+WAIT_S = 120  # a safety net for a loaded machine (parallel tests), never a speed assertion
+
+
 def stop_daemon(proc: subprocess.Popen) -> tuple[int, str]:
     """SIGTERM, then its exit code and stderr (the JSON log lines)."""
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=WAIT_S)
     return proc.returncode, err
+
+
+def stop_daemon_then(proc: subprocess.Popen, between: Callable[[], object]) -> tuple[int, str]:
+    """SIGTERM; once the daemon has logged that it heard it ("stop requested"), call `between`; then its
+    exit code and stderr. For what must happen while the daemon is draining, not before."""
+    lines: list[str] = []
+    heard = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+            if '"msg": "stop requested"' in line:
+                heard.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    proc.send_signal(signal.SIGTERM)
+    heard.wait(WAIT_S)
+    between()
+    proc.wait(WAIT_S)
+    reader.join(WAIT_S)
+    return proc.returncode, "".join(lines)
 
 
 def only_health_settings(schedule: str):

@@ -45,6 +45,12 @@ def start_sidecar(
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=out, cwd=ROOT, env=env)
 
 
+def started(log: Path) -> bool:
+    """Whether the sidecar logging to `log` is up: signal handlers in place, schedules added (a SIGTERM
+    before that kills a process still importing, exit -15)."""
+    return log.exists() and '"msg": "daemon started"' in log.read_text(errors="replace")
+
+
 def stop_sidecar(proc: subprocess.Popen, timeout: float = 60) -> int:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)

@@ -13,12 +13,14 @@ import json
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import jobs.backup as backup
 from config import load_settings
 from jobs import REGISTRY
 from jobs.base import JobContext
+from redis_maint.history.leases import Lease
 from redis_maint.run import runner
 
 
@@ -34,13 +36,30 @@ def _paused(step: str, ready: Path):
 
 
 def _paused_once_at_commit_point(ready: Path):
+    """Pause just before the first commit point; once resumed, that commit point's own check runs before
+    the lease heartbeat may renew. Otherwise which of the two notices the takeover first is up to the
+    scheduler (on a loaded machine the heartbeat often wins), and the test is about the commit point's
+    fencing check; the heartbeat's own verdict is what test_leases covers."""
     original = JobContext.commit_point
+    checked = threading.Event()
+    renew = Lease._renew
+
+    def renew_after_the_check(lease):
+        if ready.exists() and threading.current_thread().name.startswith("lease-"):
+            checked.wait(60)
+        return renew(lease)
+
+    Lease._renew = renew_after_the_check
 
     def pause_then_go_on(ctx, what):
-        if not ready.exists():
-            ready.write_text(json.dumps({"run_id": ctx.run_id, "fence": ctx.fence, "what": what}))
-            os.kill(os.getpid(), signal.SIGSTOP)
-        return original(ctx, what)
+        if ready.exists():
+            return original(ctx, what)
+        ready.write_text(json.dumps({"run_id": ctx.run_id, "fence": ctx.fence, "what": what}))
+        os.kill(os.getpid(), signal.SIGSTOP)
+        try:
+            return original(ctx, what)
+        finally:
+            checked.set()
 
     return pause_then_go_on
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import shutil
 import socket
 import subprocess
 from dataclasses import dataclass, field
@@ -14,13 +16,14 @@ from tests.support.services.redis import RedisServer
 
 
 def _cluster_ports(count: int) -> list[int]:
-    """Free ports whose cluster bus port (+10000) is free too."""
+    """Free ports whose cluster bus port (+10000) is free too, from a random start: test processes
+    running at once (xdist workers) must not all try the same ones."""
     ports: list[int] = []
-    candidate = 21000
-    while len(ports) < count and candidate < 40000:
+    candidate = 21000 + 7 * random.randrange(1000)
+    while len(ports) < count:
         if all(_free(p) for p in (candidate, candidate + 10000)):
             ports.append(candidate)
-        candidate += 7
+        candidate = candidate + 7 if candidate < 29000 else 21000 + random.randrange(7)
     return ports
 
 
@@ -43,9 +46,15 @@ class LocalCluster:
         return self.servers[0].url
 
     def start(self) -> LocalCluster:
-        for i, port in enumerate(_cluster_ports(3)):
-            args = {"cluster-enabled": "yes", "cluster-config-file": "nodes.conf", "appendonly": "no"}
-            self.servers.append(RedisServer(dir=self.root / f"node{i}", port=port, args=args).start())
+        for attempt in range(3):
+            try:
+                self._start_nodes()
+                break
+            except RuntimeError:  # a node's port was taken meanwhile: other ports, a clean slate
+                self.stop()
+                self.servers.clear()
+                if attempt == 2:
+                    raise
         addrs = [f"127.0.0.1:{s.port}" for s in self.servers]
         subprocess.run(
             ["redis-cli", "--cluster", "create", *addrs, "--cluster-replicas", "0", "--cluster-yes"],
@@ -53,8 +62,16 @@ class LocalCluster:
             capture_output=True,
             timeout=60,
         )
-        wait_for(self._ready, timeout=30, what="cluster_state:ok on every node")
+        wait_for(self._ready, timeout=60, what="cluster_state:ok on every node")
         return self
+
+    def _start_nodes(self) -> None:
+        for i, port in enumerate(_cluster_ports(3)):
+            args = {"cluster-enabled": "yes", "cluster-config-file": "nodes.conf", "appendonly": "no"}
+            node_dir = self.root / f"node{i}"
+            if node_dir.exists():
+                shutil.rmtree(node_dir)
+            self.servers.append(RedisServer(dir=node_dir, port=port, args=args).start())
 
     def _ready(self) -> bool:
         return all(s.client().info("cluster").get("cluster_enabled") == 1 for s in self.servers) and all(

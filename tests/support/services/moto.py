@@ -24,17 +24,30 @@ class MotoServer:
 
     def start(self) -> MotoServer:
         exe = Path(sys.executable).with_name("moto_server")
-        self.proc = subprocess.Popen(
-            [str(exe), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for(lambda: urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1), what="moto_server")
-        return self
+        for attempt in range(3):
+            self.proc = subprocess.Popen(
+                [str(exe), "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            # Generous: on a loaded machine (parallel tests) its imports alone take seconds.
+            wait_for(self._up_or_exited, timeout=90, what="moto_server")
+            if self.proc.poll() is None:
+                return self
+            if attempt == 2:
+                raise RuntimeError(f"moto_server exited {self.proc.returncode} on port {self.port}")
+            self.port = free_port()  # taken by another process since it was picked
+        raise AssertionError("unreachable")
+
+    def _up_or_exited(self) -> bool:
+        if self.proc.poll() is not None:
+            return True
+        urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=2)
+        return True
 
     def reset(self) -> None:
         req = urllib.request.Request(self.endpoint + "/moto-api/reset", method="POST")
-        urllib.request.urlopen(req, timeout=5)
+        urllib.request.urlopen(req, timeout=30)
 
     def stop(self) -> None:
         if self.proc:

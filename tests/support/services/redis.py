@@ -5,8 +5,13 @@ Nothing here fakes a service: the helper starts the real program and waits for i
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,10 +27,17 @@ class RedisServer:
     """A redis-server with its own data dir; `args` are extra config directives."""
 
     dir: Path
-    port: int = field(default_factory=free_port)
+    port: int = 0  # 0: a free port, picked again if another process takes it before redis-server binds it
     args: dict[str, str] = field(default_factory=dict)
     password: str | None = None
     proc: subprocess.Popen | None = None
+    start_timeout: float = 60.0  # generous: a loaded machine (parallel tests) starts processes slowly
+    _picked: bool = field(default=False, repr=False)
+    _started: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.port:
+            self.port, self._picked = free_port(), True
 
     @property
     def url(self) -> str:
@@ -55,9 +67,43 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: self.client().ping(), what=f"redis-server on port {self.port}")
-        return self
+        # A first start on a picked port may move to another; a restart keeps its port (and URL).
+        attempts = 3 if self._picked and not self._started else 1
+        for attempt in range(attempts):
+            self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if self._answers():
+                self._started = True
+                return self
+            # It exited: its port was taken (a free port is only free until someone binds it).
+            log = self.dir / "redis.log"
+            tail = log.read_text(errors="replace")[-1000:] if log.exists() else ""
+            if attempt == attempts - 1:
+                raise RuntimeError(f"redis-server on port {self.port} exited {self.proc.returncode}: {tail}")
+            self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _answers(self) -> bool:
+        """Until this process answers PING, its dataset loaded (True), or exits (False). The server
+        that answers must be this process: another one on the port would otherwise pass for it."""
+        deadline = time.monotonic() + self.start_timeout
+        while self.proc.poll() is None:
+            try:
+                with contextlib.closing(self.client(socket_timeout=2)) as c:
+                    if c.ping():
+                        try:
+                            if c.info("server")["process_id"] == self.proc.pid:
+                                return True
+                        except redis.ResponseError:  # INFO refused (an ACL): PING is all it may say
+                            return True
+            except redis.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"redis-server on port {self.port} did not answer in {self.start_timeout:.0f}s"
+                )
+            time.sleep(0.05)
+        self.proc.wait()
+        return False
 
     def client(self, **kwargs) -> redis.Redis:
         kwargs.setdefault("socket_timeout", 10)
@@ -72,6 +118,18 @@ class RedisServer:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+
+@contextlib.contextmanager
+def frozen(server: RedisServer) -> Iterator[RedisServer]:
+    """The server stopped (SIGSTOP) for the block: it accepts connections and answers nothing until
+    the block ends, however long the test needs (unlike DEBUG SLEEP, whose length is fixed in advance)."""
+    assert server.proc is not None
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        yield server
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
 
 
 def wait_aof_rewrite(client: redis.Redis, timeout: float = 10.0) -> None:
