@@ -26,6 +26,7 @@ from tests.support.daemon import (
     start_daemon,
     stop_daemon,
     stop_daemon_then,
+    wait_logged,
 )
 from tests.support.history import current_store
 from tests.support.services.redis import frozen
@@ -76,7 +77,7 @@ def test_sigterm_waits_for_the_drain_grace_then_marks_interrupted(redis_server):
         proc = start_daemon(
             REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1h", REDIS_MAINT_DAEMON__DRAIN_GRACE="1s", **BLOCKED_ENV
         )
-        wait_for(lambda: current_store().running("health"), timeout=WAIT_S, what="run to start")
+        wait_logged(proc, "run started")
         t0 = time.monotonic()
         code, err = stop_daemon(proc)
         took = time.monotonic() - t0
@@ -171,7 +172,7 @@ def test_a_slot_missed_beyond_the_misfire_grace_is_recorded_by_the_real_schedule
 def test_sigterm_lets_a_run_that_finishes_within_the_drain_grace_succeed(redis_server):
     with frozen(redis_server) as stopped:
         proc = start_daemon(REDIS_MAINT_JOBS__HEALTH__SCHEDULE="every 1h", **BLOCKED_ENV)
-        wait_for(lambda: current_store().running("health"), timeout=WAIT_S, what="run to start")
+        wait_logged(proc, "run started")
         # The run is blocked on Redis when the stop is requested; Redis is back within the 25 s drain grace.
         code, err = stop_daemon_then(proc, lambda: os.kill(stopped.proc.pid, signal.SIGCONT))
     assert code == 0, err

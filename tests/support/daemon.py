@@ -45,6 +45,27 @@ def stop_daemon(proc: subprocess.Popen) -> tuple[int, str]:
     return proc.returncode, err
 
 
+def wait_logged(proc: subprocess.Popen, msg: str, timeout: float = WAIT_S) -> str:
+    """Read the daemon's stderr up to a log line with `"msg": msg`; returns what was read.
+
+    "run started" is logged once the run is among the daemon's active runs (what its drain waits
+    for); its history row is written a moment before that."""
+    seen: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:
+            seen.append(line)
+            if f'"msg": "{msg}"' in line:
+                found.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    if not found.wait(timeout):
+        raise TimeoutError(f"the daemon did not log {msg!r} within {timeout:.0f}s: {''.join(seen)[-2000:]}")
+    return "".join(seen)
+
+
 def stop_daemon_then(proc: subprocess.Popen, between: Callable[[], object]) -> tuple[int, str]:
     """SIGTERM; once the daemon has logged that it heard it ("stop requested"), call `between`; then its
     exit code and stderr. For what must happen while the daemon is draining, not before."""
