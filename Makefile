@@ -31,8 +31,12 @@ format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# In parallel (pytest-xdist): most of the suite waits on processes (redis-server, daemons, containers),
+# so 4 workers pay on 2 cores. --dist loadfile keeps a module's tests (and its module-scoped
+# services: Cluster, Sentinel, PITR workloads) on one worker. TEST_WORKERS=0 runs it serially.
+TEST_WORKERS ?= 4
 test: venv system-deps lint
-	$(BIN)/python -m pytest -m "not e2e"
+	$(BIN)/python -m pytest -m "not e2e" -n $(TEST_WORKERS) --dist loadfile
 
 demo: venv system-deps
 	CHECK_IMAGE=$(CHECK_IMAGE) bash scripts/demo.sh
@@ -55,6 +59,9 @@ bench: venv system-deps
 	$(BIN)/python bench/http_load.py --rounds 3
 	$(BIN)/python bench/cli_speed.py --repeat 5
 	$(BIN)/python bench/bigkeys.py --keys 200000 --repeat 3
+	$(BIN)/python bench/archive.py --seconds 30
+	$(BIN)/python bench/pitr_restore.py --rounds 3
+	$(BIN)/python bench/exactly_once.py --minutes 1
 
 config-sample: venv
 	$(BIN)/redis-maint config sample > config/redis-maint.toml

@@ -20,21 +20,22 @@ import secrets
 import shutil
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator, model_validator
 
 from config.types import OnDemandSettings, PositiveDuration
 from jobs.base import Job, JobContext, Params
-from redis_maint.archive import online
 from redis_maint.archive import restore as pitr
 from redis_maint.archive.state import ArchiveState
 from redis_maint.backup import lookup, restore
 from redis_maint.backup.live_redis import DirCheck, check_dir
 from redis_maint.checks import restore_drill
 from redis_maint.errors import UsageError
+
+if TYPE_CHECKING:
+    from redis_maint.archive import online  # redis-py: loaded only when an online restore runs
 from redis_maint.history.catalog import Catalog
-from redis_maint.topology.sentinel import is_sentinel_url
 
 
 class BackupRestoreSettings(OnDemandSettings):
@@ -109,6 +110,8 @@ class RestoreParams(Params):
             pre = _online_preflight(settings, self)
             what = _online_source(self, settings, store)
             if not self.yes:
+                from redis_maint.archive import online
+
                 raise UsageError(online.explain(pre, what))
             return
         if self.backup_id is None:
@@ -218,6 +221,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
 
 
 def _online_preflight(settings: Any, params: RestoreParams) -> online.Preflight:
+    from redis_maint.archive import online
+    from redis_maint.topology.sentinel import is_sentinel_url
+
     return online.preflight(
         settings.node_redis_url,
         via_sentinel=is_sentinel_url(settings.redis_url),
@@ -244,6 +250,8 @@ def _staging_probe(directory: Path) -> DirCheck:
 
 
 def _restore_online(ctx: JobContext, params: RestoreParams) -> dict[str, Any]:
+    from redis_maint.archive import online
+
     pre = _online_preflight(ctx.settings, params)  # again: the live Redis may have changed
     what = _online_source(params, ctx.settings, ctx.store)
     if ctx.dry_run:
