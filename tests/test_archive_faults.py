@@ -40,7 +40,14 @@ from tests.support.archive_faults import (
     stored_segment_keys,
     write,
 )
-from tests.support.common import ROOT, json_out, wait_for
+from tests.support.common import ROOT, in_ci, json_out, wait_for
+
+
+def no_tmpfs() -> None:
+    """A full disk is simulated with a tiny tmpfs: under CI=true a machine that cannot mount one fails."""
+    if in_ci():
+        pytest.fail("this machine cannot mount a tmpfs (the test runs as root under CI=true)")
+    pytest.skip("this machine cannot mount a tmpfs (needs root)")
 
 
 @pytest.fixture
@@ -220,7 +227,7 @@ def test_a_full_staging_disk_is_reported_the_position_kept_and_the_archive_catch
     returns the new generation starts and everything written meanwhile is archived."""
     with small_tmpfs(tmp_path / "small", "256k") as small:
         if small is None:
-            pytest.skip("this machine cannot mount a tmpfs (needs root)")
+            no_tmpfs()
         client = primary.client()
         target = open_target(os.environ["REDIS_MAINT_TARGET__URI"])
         problem = problem_path(tmp_path / "state", INSTANCE)
@@ -277,7 +284,7 @@ def test_redis_refusing_writes_on_a_full_data_disk_leaves_the_archive_whole(redi
     the same generation goes on."""
     with small_tmpfs(tmp_path / "data", "2m") as data:
         if data is None:
-            pytest.skip("this machine cannot mount a tmpfs (needs root)")
+            no_tmpfs()
         # everysec (the shipped setting): with `always` Redis exits on an AOF write error instead
         server = redis_factory("data", args=AOF_ARGS)
         client = server.client()
