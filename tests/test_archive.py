@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from redis_maint.archive.status import archive_status
 from redis_maint.history.runs import HistoryStore
 from redis_maint.storage import open_target
 from redis_maint.storage.s3 import S3Options, S3Target
-from tests.support.common import ROOT, wait_for
+from tests.support.common import ROOT, in_ci, wait_for
 from tests.support.services.redis import wait_aof_rewrite
 from tests.support.services.tcp_proxy import TcpProxy
 
@@ -467,3 +468,42 @@ def test_the_lag_metric_is_exported(primary, store, tmp_path):
         if ln.startswith("redis_maint_archive_lag_seconds")
     ]
     assert line and 0 <= float(line[0].split()[-1]) < 30
+
+
+ARCHIVE_ALERT_TESTS = """
+rule_files: [{rules}]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    # The target goes away for five minutes: the lag grows a minute a minute, then the archive catches up.
+    input_series:
+      - series: 'redis_maint_archive_lag_seconds'
+        values: '5 5 70 130 190 250 310 5 5 5 5'
+    alert_rule_test:
+      - eval_time: 3m
+        alertname: ArchiveLagging
+        exp_alerts: []
+      - eval_time: 5m
+        alertname: ArchiveLagging
+        exp_alerts:
+          - exp_labels: {{severity: warning}}
+            exp_annotations:
+              summary: "The AOF archive is 4m 10s behind Redis"
+              description: "Point-in-time recovery would lose the writes of that period. Check `redis-maint archive status` and the sidecar's log (target unreachable, Redis not the primary, lease held elsewhere)."
+      - eval_time: 9m
+        alertname: ArchiveLagging
+        exp_alerts: []
+"""
+
+
+def test_the_archive_lag_alert_fires_while_the_target_is_away_and_clears_once_caught_up(tmp_path):
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        message = "promtool not found (scripts/ensure-promtool.sh installs it)"
+        pytest.fail(message) if in_ci() else pytest.skip(message)
+    spec = tmp_path / "archive_alert_test.yml"
+    spec.write_text(ARCHIVE_ALERT_TESTS.format(rules=ROOT / "infra" / "redis" / "alerts.yml"))
+    result = subprocess.run(
+        [promtool, "test", "rules", str(spec)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
