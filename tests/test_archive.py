@@ -26,6 +26,7 @@ from redis_maint.archive.status import archive_status
 from redis_maint.history.runs import HistoryStore
 from redis_maint.storage import open_target
 from redis_maint.storage.s3 import S3Options, S3Target
+from tests.support.archive_faults import Writer, write
 from tests.support.common import ROOT, in_ci, wait_for
 from tests.support.services.redis import wait_aof_rewrite
 from tests.support.services.tcp_proxy import TcpProxy
@@ -169,35 +170,6 @@ def stored_segment_keys(target, generation: str) -> set[str]:
     return {
         o.key for o in target.list(layout.generation_prefix(INSTANCE, generation)) if o.key.endswith(".seg")
     }
-
-
-def write(client, n: int, prefix: str = "session:", size: int = 200) -> None:
-    pipe = client.pipeline(transaction=False)
-    for i in range(n):
-        pipe.set(f"{prefix}{i}", os.urandom(size // 2).hex(), ex=86400)
-    pipe.execute()
-
-
-class Writer:
-    """A thread writing session-sized values until stopped."""
-
-    def __init__(self, client):
-        self.client, self.stop, self.n = client, threading.Event(), 0
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self.stop.is_set():
-            write(self.client, 20, prefix=f"w{self.n}:")
-            self.n += 1
-            time.sleep(0.01)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(10)
 
 
 # -- the archive on real Redis ----------------------------------------------------------------------

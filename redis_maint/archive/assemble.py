@@ -22,7 +22,6 @@ tail: IntegrityError.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import BinaryIO
 
 from redis_maint.errors import IntegrityError
 from redis_maint.storage import Target
+from redis_maint.storage.base import copy_object
 
 AOF_DIRNAME = "appendonlydir"
 AOF_FILENAME = "appendonly.aof"
@@ -73,19 +73,11 @@ def append_segment(
     on_bytes: Callable[[int], None] | None = None,
 ) -> None:
     """Stream one segment onto the end of `out`; CorruptSegment unless its length and sha256 match."""
-    digest, size = hashlib.sha256(), 0
-    for chunk in target.read_chunks(key):
-        if checkpoint:
-            checkpoint()
-        digest.update(chunk)
-        out.write(chunk)
-        size += len(chunk)
-        if on_bytes:
-            on_bytes(len(chunk))
+    size, got = copy_object(target, key, out, checkpoint, on_bytes)
     if size != length:
         raise CorruptSegment(key, f"{size} bytes stored, {length} archived")
-    if digest.hexdigest() != sha256:
-        raise CorruptSegment(key, f"sha256 {digest.hexdigest()[:12]}… is not the archived {sha256[:12]}…")
+    if got != sha256:
+        raise CorruptSegment(key, f"sha256 {got[:12]}… is not the archived {sha256[:12]}…")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from redis_maint.errors import IntegrityError, StorageError
 
@@ -139,22 +139,34 @@ def download(
     `on_bytes` gets the bytes of each chunk written."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.part")
-    digest, size = hashlib.sha256(), 0
     try:
         with open(tmp, "wb") as out:
-            for chunk in target.read_chunks(key):
-                if checkpoint:
-                    checkpoint()
-                digest.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
-                if on_bytes:
-                    on_bytes(len(chunk))
+            size, sha256 = copy_object(target, key, out, checkpoint, on_bytes)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+    return size, sha256
+
+
+def copy_object(
+    target: Target,
+    key: str,
+    out: BinaryIO,
+    checkpoint: Checkpoint | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> tuple[int, str]:
+    """Stream `key` onto the end of the open file `out`; return (size, sha256) of what was read."""
+    digest, size = hashlib.sha256(), 0
+    for chunk in target.read_chunks(key):
+        if checkpoint:
+            checkpoint()
+        digest.update(chunk)
+        out.write(chunk)
+        size += len(chunk)
+        if on_bytes:
+            on_bytes(len(chunk))
     return size, digest.hexdigest()
 
 
