@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, PrivateAttr, create_model, field_validator, model_validator
 
+from config.core_view import is_sqlalchemy_url
 from config.secrets import CredentialUrl, EndpointUrl
 from config.types import Duration, PositiveDuration, Section
 from redis_maint.errors import MaintenanceError
@@ -411,15 +412,8 @@ class Settings(Section):
     @field_validator("history_url")
     @classmethod
     def _sqlalchemy_url(cls, value: str) -> str:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
-        try:
-            make_url(value)
-        except ArgumentError:
-            raise ValueError(
-                "not a SQLAlchemy URL (e.g. sqlite:////var/lib/redis-maint/history.db)"
-            ) from None
+        if not is_sqlalchemy_url(value):
+            raise ValueError("not a SQLAlchemy URL (e.g. sqlite:////var/lib/redis-maint/history.db)")
         return value
 
     @property

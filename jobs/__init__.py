@@ -1,4 +1,9 @@
-"""The explicit job registry: name -> Job. Add a job by importing its JOB here."""
+"""The explicit job registry: name -> Job. Add a job by importing its JOB here.
+
+Importing a job module builds its settings and parameter models and nothing else: what a run needs
+(the history store, Redis, Docker, boto3) is imported inside the run, so `config show` and `config
+sample` load no job's machinery (tests/test_cli_imports.py).
+"""
 
 from __future__ import annotations
 

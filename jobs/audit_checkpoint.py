@@ -16,7 +16,6 @@ from pydantic import Field
 
 from config.types import JobSettings, PositiveDuration, ScheduleField, schedule_default
 from jobs.base import Job, JobContext
-from redis_maint.audit import checkpoints
 from redis_maint.durations import format_duration
 
 
@@ -32,6 +31,8 @@ class AuditCheckpointSettings(JobSettings):
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
+    from redis_maint.audit import checkpoints  # sqlalchemy: only when a run needs it
+
     s: AuditCheckpointSettings = ctx.job_settings
     target = ctx.settings.target.open()
     try:

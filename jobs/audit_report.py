@@ -19,7 +19,6 @@ from pydantic import Field, model_validator
 from config.types import OnDemandSettings
 from jobs.base import Job, JobContext, Params
 from redis_maint.errors import MaintenanceError, UsageError
-from redis_maint.history import evidence
 from redis_maint.report import csv_rows, data, html_page
 from redis_maint.report.period import Period, period
 from redis_maint.timeutil import isoformat, utcnow
@@ -93,6 +92,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
 
 def gather(ctx: JobContext, p: Period) -> data.Inputs:
     """Everything the report shows, read from the history store and the settings in force."""
+    from redis_maint.history import evidence
+
     store, instance = ctx.store, ctx.settings.instance
     now = utcnow()
     return data.Inputs(
@@ -117,27 +118,16 @@ def gather(ctx: JobContext, p: Period) -> data.Inputs:
     )
 
 
-def audit_result(ctx: JobContext) -> dict[str, Any] | None:
-    """`audit verify`'s result now: the hash chain and the newest checkpoints on the target (None
-    when this version has no chain to verify)."""
-    try:
-        from redis_maint.audit.check import verify_history
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("redis_maint.audit"):
-            return None
-        raise
-    try:
-        target = ctx.settings.target.open()
-    except MaintenanceError:
-        target = None  # the result says the checkpoints could not be read
-    try:
-        return verify_history(ctx.store.engine, target, ctx.settings.instance)
-    finally:
-        if target is not None:
-            target.close()
+def audit_result(ctx: JobContext) -> dict[str, Any]:
+    """`audit verify`'s result now: the hash chain and the newest checkpoints on the target."""
+    from redis_maint.audit.check import verify_against
+
+    return verify_against(ctx.store.engine, ctx.settings.target.open, ctx.settings.instance)
 
 
 def last_backups_check(ctx: JobContext, p: Period) -> dict[str, Any] | None:
+    from redis_maint.history import evidence
+
     run = evidence.last_run(ctx.store, BACKUPS_CHECK_JOBS, before=p.end)
     if run is None:
         return None

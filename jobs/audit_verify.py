@@ -14,8 +14,7 @@ from typing import Any
 
 from config.types import OnDemandSettings
 from jobs.base import Job, JobContext
-from redis_maint.audit.check import verify_history
-from redis_maint.errors import JobFailedError, MaintenanceError
+from redis_maint.errors import JobFailedError
 
 
 class AuditVerifySettings(OnDemandSettings):
@@ -23,15 +22,9 @@ class AuditVerifySettings(OnDemandSettings):
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
-    try:
-        target = ctx.settings.target.open()
-    except MaintenanceError:
-        target = None
-    try:
-        result = verify_history(ctx.store.engine, target, ctx.settings.instance)
-    finally:
-        if target is not None:
-            target.close()
+    from redis_maint.audit.check import verify_against  # sqlalchemy: only when a run needs it
+
+    result = verify_against(ctx.store.engine, ctx.settings.target.open, ctx.settings.instance)
     if not result["intact"]:
         raise JobFailedError(failure_message(result), result)
     return result

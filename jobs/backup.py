@@ -21,16 +21,15 @@ from config.types import Duration, JobSettings, PositiveDuration, ScheduleField,
 from jobs import backup_source
 from jobs.base import Job, JobContext, Params
 from redis_maint.backup import stored
-from redis_maint.backup.prune import prune
 from redis_maint.backup.retention import Policy
 from redis_maint.backup.upload import upload_backup
 from redis_maint.errors import JobCancelledError, JobFailedError, LeaseLostError, MaintenanceError
-from redis_maint.history.catalog import BackupRecord, BackupStatus, Catalog
-from redis_maint.history.runs import RunStatus
 from redis_maint.storage import Target
 from redis_maint.timeutil import utcnow
 
 if TYPE_CHECKING:
+    # The history store (sqlalchemy) loads only when a backup runs, so `config show` never does.
+    from redis_maint.history.catalog import Catalog
     from redis_maint.snapshot.take import Snapshot
 
 MIB = 1024 * 1024
@@ -186,8 +185,11 @@ def _store_new_backup(ctx: JobContext, s: BackupSettings, target: Target) -> dic
     source = backup_source.for_run(ctx)  # behind Sentinel: which node, and why (fails if none is fit)
     if source is not None:
         summary["source"] = source
+    from redis_maint.history.catalog import Catalog
+
     catalog = Catalog(ctx.store)
-    _fail_abandoned(ctx, catalog)
+    for abandoned in catalog.fail_abandoned(ctx.settings.instance, ctx.run_id):
+        ctx.log.warning("marked an abandoned backup failed", extra={"backup_id": abandoned})
     try:
         summary["phase"] = "target check"
         target.preflight()  # a missing bucket fails now, not after BGSAVE and a long copy
@@ -215,12 +217,12 @@ def _store_new_backup(ctx: JobContext, s: BackupSettings, target: Target) -> dic
         if shard is not None:
             summary["cluster"] = _finish_cluster(ctx, catalog, target, shard, backup_id)
     except JobCancelledError:
-        _mark_failed(catalog, backup_id, "interrupted: the run was asked to stop")
+        catalog.fail_if_pending(backup_id, "interrupted: the run was asked to stop")
         raise
     except JobFailedError:
         raise
     except MaintenanceError as exc:
-        _mark_failed(catalog, backup_id, str(exc))
+        catalog.fail_if_pending(backup_id, str(exc))
         raise JobFailedError(str(exc), summary) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -282,6 +284,8 @@ def _archive_position(ctx: JobContext, snapshot: Snapshot) -> dict[str, Any] | N
 
 
 def _add_to_catalog(catalog, ctx, backup_id, target, location, now, snapshot: Snapshot, shard=None) -> None:
+    from redis_maint.history.catalog import BackupRecord, BackupStatus
+
     catalog.add(
         BackupRecord(
             id=backup_id,
@@ -401,6 +405,9 @@ def _retention(ctx: JobContext, s: BackupSettings, target: Target) -> dict[str, 
 
 
 def _apply_retention(ctx: JobContext, s: BackupSettings, target: Target, *, dry_run: bool) -> dict[str, Any]:
+    from redis_maint.backup.prune import prune
+    from redis_maint.history.catalog import Catalog
+
     return prune(
         Catalog(ctx.store),
         target,
@@ -444,23 +451,6 @@ def _staging_root(ctx: JobContext, s: BackupSettings) -> Path:
             ctx.log.warning("removing a staging dir left by an earlier run", extra={"path": str(child)})
             shutil.rmtree(child, ignore_errors=True)
     return root
-
-
-def _fail_abandoned(ctx: JobContext, catalog: Catalog) -> None:
-    """`pending` rows of runs that died (SIGKILL, OOM). Dead runs were marked interrupted when our
-    run started; one still `running` is another shard's live backup (per-node leases on a Cluster)."""
-    for record in catalog.list(instance=ctx.settings.instance, status=BackupStatus.PENDING):
-        owner = ctx.store.get(record.run_id) if record.run_id else None
-        if owner is not None and owner.id != ctx.run_id and owner.status == RunStatus.RUNNING:
-            continue
-        ctx.log.warning("marking an abandoned backup failed", extra={"backup_id": record.id})
-        catalog.mark_failed(record.id, f"abandoned: run {record.run_id} stopped without finishing it")
-
-
-def _mark_failed(catalog: Catalog, backup_id: str, error: str) -> None:
-    record = catalog.get(backup_id)
-    if record is not None and record.status == BackupStatus.PENDING:
-        catalog.mark_failed(backup_id, error)
 
 
 def _version() -> str:

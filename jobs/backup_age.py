@@ -15,8 +15,6 @@ from pydantic import Field
 from config.types import JobSettings, PositiveDuration, ScheduleField, schedule_default
 from jobs.base import Job, JobContext
 from redis_maint.errors import JobFailedError
-from redis_maint.history import backup_facts
-from redis_maint.history.outcomes import last_outcome
 from redis_maint.timeutil import isoformat, utcnow
 
 
@@ -32,6 +30,8 @@ class BackupAgeSettings(JobSettings):
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
+    from redis_maint.history import backup_facts  # sqlalchemy: only when a run needs it
+
     rpo = ctx.job_settings.rpo
     facts = backup_facts.newest(ctx.store, ctx.settings.instance)
     summary: dict[str, Any] = {"rpo_s": int(rpo.total_seconds()), "instance": ctx.settings.instance}
@@ -51,6 +51,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
 
 
 def _no_backup(ctx: JobContext, summary: dict[str, Any]) -> dict[str, Any]:
+    from redis_maint.history.outcomes import last_outcome
+
     # A fresh install has no backup until the first one finishes: not stale yet.
     if last_outcome(ctx.store, "backup") is None:
         return {**summary, "backup_id": None, "note": "waiting for the first backup run"}

@@ -16,8 +16,6 @@ from pydantic import Field
 
 from config.types import JobSettings, PositiveDuration, ScheduleField, schedule_default
 from jobs.base import Job, JobContext
-from redis_maint.backup import reconcile
-from redis_maint.history.catalog import Catalog
 
 
 class BackupAuditSettings(JobSettings):
@@ -34,6 +32,9 @@ class BackupAuditSettings(JobSettings):
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
+    from redis_maint.backup import reconcile  # sqlalchemy: only when a run needs it
+    from redis_maint.history.catalog import Catalog
+
     s: BackupAuditSettings = ctx.job_settings
     options = reconcile.CheckOptions(
         read_data=s.read_data,

@@ -13,16 +13,16 @@ never stands in for it.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from config.types import OnDemandSettings, PositiveDuration
 from jobs.base import Job, JobContext, Params
-from redis_maint.backup import lookup, stored
-from redis_maint.checks import restore_drill
 from redis_maint.errors import JobFailedError
-from redis_maint.history.catalog import Catalog
+
+if TYPE_CHECKING:
+    from redis_maint.backup import stored
 
 
 class BackupCheckSettings(OnDemandSettings):
@@ -43,12 +43,18 @@ class CheckParams(Params):
 
 
 def _open(settings: Any, store: Any, backup_id: str) -> tuple[stored.Located, Any]:
+    from redis_maint.backup import lookup  # sqlalchemy: only when a check runs
+    from redis_maint.history.catalog import Catalog
+
     return lookup.open_backup(
         backup_id, Catalog(store), settings.target.open, settings.instance, refuse_pruned=True
     )
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
+    from redis_maint.checks import restore_drill
+    from redis_maint.history.catalog import Catalog
+
     params: CheckParams = ctx.params
     located, target = _open(ctx.settings, ctx.store, params.backup_id)
     try:
@@ -69,6 +75,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
 
 
 def _check(ctx: JobContext, params: CheckParams, target: Any, located: stored.Located) -> dict[str, Any]:
+    from redis_maint.backup import stored
+    from redis_maint.checks import restore_drill
+
     record = located.record
     result = stored.verify(
         target,
@@ -80,16 +89,7 @@ def _check(ctx: JobContext, params: CheckParams, target: Any, located: stored.Lo
     )
     if not params.deep:
         return result
-    options = restore_drill.DrillOptions(
-        run_id=ctx.run_id,
-        timeout_s=max(ctx.remaining().total_seconds(), 1.0),
-        session_pattern=ctx.settings.sessions.key_pattern,
-        db=restore_drill.session_db(ctx.settings.redis_url),
-        cancel=ctx.cancel,
-        checkpoint=ctx.checkpoint,
-        progress=ctx.progress,
-    )
-    return restore_drill.add_deep(ctx.check_env(), target, located.location, result, options)
+    return restore_drill.add_deep(ctx.check_env(), target, located.location, result, ctx.drill_options())
 
 
 def _containers(s: BackupCheckSettings) -> tuple[bool, str]:

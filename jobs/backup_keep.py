@@ -8,13 +8,21 @@ lease (exit 2, nothing recorded). The summary is `{backup_id, reason}`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from config.types import OnDemandSettings
 from jobs.base import Job, JobContext, Params
-from redis_maint.history.catalog import Catalog
+
+if TYPE_CHECKING:
+    from redis_maint.history.catalog import Catalog
+
+
+def _catalog(store: Any) -> Catalog:
+    from redis_maint.history.catalog import Catalog  # sqlalchemy: only when a keep runs
+
+    return Catalog(store)
 
 
 class KeepSettings(OnDemandSettings):
@@ -31,20 +39,20 @@ class KeepParams(Params):
 
 class KeepCheck(KeepParams):
     def before_lease(self, settings: Any, store: Any) -> None:
-        Catalog(store).check_keepable(self.backup_id)
+        _catalog(store).check_keepable(self.backup_id)
 
 
 class UnkeepCheck(KeepParams):
     def before_lease(self, settings: Any, store: Any) -> None:
-        Catalog(store).check_kept(self.backup_id)
+        _catalog(store).check_kept(self.backup_id)
 
 
 def keep(ctx: JobContext) -> dict[str, Any]:
-    return _change(ctx, Catalog(ctx.store).keep)
+    return _change(ctx, _catalog(ctx.store).keep)
 
 
 def unkeep(ctx: JobContext) -> dict[str, Any]:
-    return _change(ctx, Catalog(ctx.store).unkeep)
+    return _change(ctx, _catalog(ctx.store).unkeep)
 
 
 def _change(ctx: JobContext, change) -> dict[str, Any]:

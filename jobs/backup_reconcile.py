@@ -16,8 +16,6 @@ from pydantic import Field
 
 from config.types import OnDemandSettings, PositiveDuration
 from jobs.base import Job, JobContext, Params
-from redis_maint.backup import reconcile
-from redis_maint.history.catalog import Catalog
 
 
 class BackupReconcileSettings(OnDemandSettings):
@@ -34,6 +32,9 @@ class ReconcileParams(Params):
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
+    from redis_maint.backup import reconcile  # sqlalchemy: only when a run needs it
+    from redis_maint.history.catalog import Catalog
+
     read_data = ctx.params.read_data
     options = reconcile.CheckOptions(
         read_data=read_data,

@@ -26,16 +26,14 @@ from pydantic import Field, field_validator, model_validator
 
 from config.types import OnDemandSettings, PositiveDuration
 from jobs.base import Job, JobContext, Params
-from redis_maint.archive import restore as pitr
-from redis_maint.archive.state import ArchiveState
-from redis_maint.backup import lookup, restore
+from redis_maint.backup import restore
 from redis_maint.backup.live_redis import DirCheck, check_dir
-from redis_maint.checks import restore_drill
 from redis_maint.errors import UsageError
 
 if TYPE_CHECKING:
-    from redis_maint.archive import online  # redis-py: loaded only when an online restore runs
-from redis_maint.history.catalog import Catalog
+    # Loaded by the functions that use them (sqlalchemy, redis-py), so `config show` never does.
+    from redis_maint.archive import online
+    from redis_maint.archive import restore as pitr
 
 
 class BackupRestoreSettings(OnDemandSettings):
@@ -86,6 +84,8 @@ class RestoreParams(Params):
     @field_validator("to_time")
     @classmethod
     def _moment(cls, value: str | None) -> str | None:
+        from redis_maint.archive import restore as pitr
+
         return None if value is None else pitr.canonical_time(value)
 
     @model_validator(mode="after")
@@ -115,9 +115,11 @@ class RestoreParams(Params):
                 raise UsageError(online.explain(pre, what))
             return
         if self.backup_id is None:
+            from redis_maint.archive import restore as pitr
+
             to_ts, _ = _moment(self, store)
             pitr.preflight(Path(self.directory), force=self.force, probe=_probe(settings))
-            pitr.plan(ArchiveState(store, settings.instance), to_ts)
+            _plan(store, settings.instance, to_ts)
             return
         located, target = _open(settings, store, self.backup_id)
         try:
@@ -129,6 +131,9 @@ class RestoreParams(Params):
 
 
 def _open(settings: Any, store: Any, backup_id: str) -> tuple[Any, Any]:
+    from redis_maint.backup import lookup
+    from redis_maint.history.catalog import Catalog
+
     return lookup.open_backup(
         backup_id, Catalog(store), settings.target.open, settings.instance, refuse_pruned=True
     )
@@ -148,6 +153,8 @@ def _probe(settings: Any):
 
 def _moment(params: RestoreParams, store: Any) -> tuple[int | None, dict[str, Any] | None]:
     """The second to restore to (None: latest) and, for --before-run, the run it undoes."""
+    from redis_maint.archive import restore as pitr
+
     if params.before_run is None:
         return pitr.time_to_ts(params.to_time or "latest"), None
     run = store.get(params.before_run)
@@ -159,24 +166,35 @@ def _moment(params: RestoreParams, store: Any) -> tuple[int | None, dict[str, An
     return pitr.before_run_ts(run.started_at), pitr.undone(run)
 
 
+def _plan(store: Any, instance: str, to_ts: int | None) -> pitr.Plan:
+    """The archive's segments up to `to_ts`; UsageError when the time is outside its window."""
+    from redis_maint.archive import restore as pitr
+    from redis_maint.archive.state import ArchiveState
+
+    return pitr.plan(ArchiveState(store, instance), to_ts)
+
+
 def _restore_to_time(ctx: JobContext, params: RestoreParams, directory: Path | None = None) -> dict[str, Any]:
+    from redis_maint.archive import restore as pitr
+
     to_ts, undone = _moment(params, ctx.store)
     target = ctx.settings.target.open()
     try:
         if ctx.dry_run:
-            p = pitr.plan(ArchiveState(ctx.store, ctx.settings.instance), to_ts)
+            p = _plan(ctx.store, ctx.settings.instance, to_ts)
             return {"would_restore": pitr.iso(to_ts) or "latest", "generation": p.generation.generation}
+        drill = ctx.drill_options()  # the deadline, and the session keys the proof counts
         request = pitr.Request(
             directory=directory or Path(params.directory),
             force=params.force,
             to_ts=to_ts,
             run_id=ctx.run_id,
-            timeout_s=max(ctx.remaining().total_seconds(), 1.0),
+            timeout_s=drill.timeout_s,
             checkpoint=ctx.checkpoint,
             progress=ctx.progress,
             cancel=ctx.cancel,
-            db=restore_drill.session_db(ctx.settings.redis_url),
-            session_pattern=ctx.settings.sessions.key_pattern,
+            db=drill.db,
+            session_pattern=drill.session_pattern,
         )
         probe = _staging_probe if directory is not None else _probe(ctx.settings)
         result = pitr.restore(ctx.check_env(), target, ctx.store, ctx.settings.instance, request, probe=probe)
@@ -238,8 +256,10 @@ def _online_source(params: RestoreParams, settings: Any, store: Any) -> str:
         _, target = _open(settings, store, params.backup_id)
         target.close()
         return f"backup {params.backup_id}"
+    from redis_maint.archive import restore as pitr
+
     to_ts, undone = _moment(params, store)
-    pitr.plan(ArchiveState(store, settings.instance), to_ts)
+    _plan(store, settings.instance, to_ts)
     if undone is not None:
         return f"the AOF archive as it was before run {undone['run_id']} ({undone['job']}) started"
     return f"the AOF archive at {pitr.iso(to_ts) or 'latest'}"

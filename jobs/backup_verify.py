@@ -19,10 +19,7 @@ from pydantic import Field
 
 from config.types import JobSettings, PositiveDuration, ScheduleField, schedule_default
 from jobs.base import Job, JobContext
-from redis_maint.backup import stored
-from redis_maint.checks import restore_drill
 from redis_maint.errors import JobFailedError
-from redis_maint.history.catalog import BackupStatus, Catalog
 
 # The archive drill waits at most 3 archive.interval and this long for the archive to reach its start.
 CATCH_UP_SLACK_S = 10.0
@@ -37,6 +34,9 @@ class BackupVerifySettings(JobSettings):
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
+    from redis_maint.checks import restore_drill  # sqlalchemy, docker: only when a drill runs
+    from redis_maint.history.catalog import BackupStatus, Catalog
+
     catalog = Catalog(ctx.store)
     newest = catalog.list(instance=ctx.settings.instance, status=BackupStatus.COMPLETE, limit=1)
     if not newest:
@@ -86,7 +86,7 @@ def _archive_drill(ctx: JobContext) -> dict[str, Any]:
     from redis_maint.archive import drill
     from redis_maint.archive import restore as pitr
 
-    opts = drill_options(ctx)
+    opts = ctx.drill_options()
     request = pitr.Request(
         directory=Path(),  # the drill restores into a private directory of its own
         force=False,
@@ -116,6 +116,9 @@ def _archive_drill(ctx: JobContext) -> dict[str, Any]:
 
 
 def _drill(ctx: JobContext, target: Any, record: Any) -> dict[str, Any]:
+    from redis_maint.backup import stored
+    from redis_maint.checks import restore_drill
+
     result = stored.verify(
         target,
         record.location,
@@ -124,21 +127,7 @@ def _drill(ctx: JobContext, target: Any, record: Any) -> dict[str, Any]:
         checkpoint=ctx.checkpoint,
         progress=ctx.progress,
     )
-    return restore_drill.add_deep(ctx.check_env(), target, record.location, result, drill_options(ctx))
-
-
-def drill_options(ctx: JobContext) -> restore_drill.DrillOptions:
-    """The restore drill's bounds and what it counts, from [jobs.backup_verify]."""
-    s: BackupVerifySettings = ctx.settings.job("backup-verify")
-    return restore_drill.DrillOptions(
-        run_id=ctx.run_id,
-        timeout_s=min(s.timeout.total_seconds(), max(ctx.remaining().total_seconds(), 1.0)),
-        session_pattern=ctx.settings.sessions.key_pattern,
-        db=restore_drill.session_db(ctx.settings.redis_url),
-        cancel=ctx.cancel,
-        checkpoint=ctx.checkpoint,
-        progress=ctx.progress,
-    )
+    return restore_drill.add_deep(ctx.check_env(), target, record.location, result, ctx.drill_options())
 
 
 JOB = Job(

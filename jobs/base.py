@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from config.schema import Settings
     from redis_maint.checks.containers import CheckEnv
+    from redis_maint.checks.restore_drill import DrillOptions
     from redis_maint.history.runs import HistoryStore
     from redis_maint.snapshot.take import Snapshot
 
@@ -163,6 +164,20 @@ class JobContext:
         from redis_maint.checks.containers import CheckEnv
 
         return CheckEnv(self.settings.docker, self.settings.check_image)
+
+    def drill_options(self) -> DrillOptions:
+        """A restore drill bound by this run (deadline, cancel, progress) that counts the session keys."""
+        from redis_maint.checks import restore_drill
+
+        return restore_drill.DrillOptions(
+            run_id=self.run_id,
+            timeout_s=max(self.remaining().total_seconds(), 1.0),
+            session_pattern=self.settings.sessions.key_pattern,
+            db=restore_drill.session_db(self.settings.redis_url),
+            cancel=self.cancel,
+            checkpoint=self.checkpoint,
+            progress=self.progress,
+        )
 
     def container_timeout_s(self) -> float:
         """A container may run for docker.timeout, but never past the run's own deadline."""

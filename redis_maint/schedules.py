@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
@@ -79,6 +80,8 @@ def parse_schedule(value: object) -> Schedule:
             f"not a schedule: {value!r} (use a 5-field cron expression such as '0 3 * * *', "
             "'every 30s', or 'off')"
         )
+    if plainly_valid(text):  # APScheduler (~30 ms to import) judges only what this cannot
+        return Schedule("cron", cron=text)
     try:
         trigger = cron_trigger(text, UTC)
     except ValueError as exc:
@@ -89,6 +92,45 @@ def parse_schedule(value: object) -> Schedule:
             "check the day and month fields"
         )
     return Schedule("cron", cron=text)
+
+
+# Plain crontab parts: `*` or N or N-M, each with an optional /STEP.
+_PLAIN_PART = re.compile(r"(?:\*|(\d+)(?:-(\d+))?)(?:/(\d+))?")
+_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12))  # minute, hour, day, month
+_LONGEST_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def plainly_valid(expr: str) -> bool:
+    """True when a 5-field expression is plain numeric crontab that APScheduler accepts and that
+    names a real date (so it fires). False when unsure: names, `last`, `1st mon`, a step wider than
+    its range, or an error; APScheduler then judges it and words the error."""
+    fields = expr.split(" ")
+    try:
+        crontab_weekdays(fields[4])  # any weekday set meets any real date within 28 years
+    except ValueError:
+        return False
+    values = [_plain_values(text, lo, hi) for text, (lo, hi) in zip(fields[:4], _BOUNDS, strict=True)]
+    if any(v is None for v in values):
+        return False
+    days, months = values[2], values[3]
+    return any(day <= _LONGEST_MONTH[month - 1] for day in days for month in months)
+
+
+def _plain_values(text: str, lo: int, hi: int) -> set[int] | None:
+    values: set[int] = set()
+    for part in text.split(","):
+        match = _PLAIN_PART.fullmatch(part)
+        if match is None:
+            return None
+        first, last, step = (None if g is None else int(g) for g in match.groups())
+        start = lo if first is None else first
+        end = (
+            hi if first is None or (last is None and step is not None) else (first if last is None else last)
+        )
+        if not lo <= start <= end <= hi or (step is not None and not 1 <= step <= end - start):
+            return None
+        values.update(range(start, end + 1, step or 1))
+    return values
 
 
 DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")

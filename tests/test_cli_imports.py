@@ -51,6 +51,15 @@ def test_listing_jobs_loads_their_settings_but_not_redis_docker_or_boto3():
     assert [m for m in heavy(modules) if m.split(".")[0] in ("redis", "docker", "boto3", "botocore")] == []
 
 
+@pytest.mark.parametrize("args", [("config", "show"), ("config", "sample")])
+def test_the_settings_commands_load_every_jobs_settings_but_none_of_their_machinery(args):
+    """Every job's settings model, but not the history store, the clients or the scheduler: job
+    modules import what a run needs inside the run, and cron defaults are checked without APScheduler."""
+    modules = loaded_by(*args)
+    assert {"config.schema", "jobs.backup", "jobs.backup_restore", "jobs.audit_report"} <= modules
+    assert [m for m in modules if m.split(".")[0] in (*HEAVY, "sqlalchemy")] == []
+
+
 # -- the read path builds no settings model and loads no renderer (the CLI speed goal, issue 11) ----
 
 # What only the full settings or a renderer bring: pydantic builds its models in pydantic.main, the

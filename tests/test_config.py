@@ -281,3 +281,40 @@ def test_an_old_setting_name_shows_its_true_origin(cli, monkeypatch, tmp_path):
     lines = cli("config", "show", "--origin").stdout.splitlines()
 
     assert 'target.uri = "./old-name"  # env REDIS_MAINT_BACKUP_TARGET' in lines
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///history.db",
+        "sqlite:////var/lib/redis-maint/history.db",
+        "sqlite://",
+        "postgresql+psycopg://maint:s3cret@db:5432/history",
+        "postgresql://maint:a:b@[::1]:5432/history?sslmode=require",
+        "postgresql://db: 5/history",
+        "history.db",
+        "/var/lib/history.db",
+        "sqlite:/history.db",
+        "://db/history",
+        "postgres ql://db/history",
+        "postgresql://db:5432x/history",
+        "postgresql://db:/history",
+    ],
+)
+def test_the_history_url_check_agrees_with_sqlalchemy(url):
+    # `config show` checks history_url without importing SQLAlchemy; it must accept what make_url does.
+    from sqlalchemy.engine import make_url
+
+    from config.core_view import is_sqlalchemy_url
+
+    try:
+        make_url(url)
+        accepted = True
+    except Exception:
+        accepted = False
+    assert is_sqlalchemy_url(url) is accepted
+
+
+def test_a_history_url_sqlalchemy_cannot_read_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"history_url.*not a SQLAlchemy URL"):
+        load_settings(jobs=REGISTRY, environ={"REDIS_MAINT_HISTORY_URL": "postgresql://db:5432x/history"})

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from redis_maint.audit import checkpoints
 from redis_maint.audit.verify import MAX_BREAKS, Break, check_chain, hash_at
+from redis_maint.errors import MaintenanceError
 from redis_maint.storage import Target
 
 
@@ -32,6 +34,20 @@ def verify_history(engine: Engine, target: Target | None, instance: str) -> dict
         "breaks_total": len(breaks),
         "checkpoint": checkpoint,
     }
+
+
+def verify_against(engine: Engine, open_target: Callable[[], Target], instance: str) -> dict[str, Any]:
+    """verify_history with the target opened for it. A target that cannot be opened leaves the
+    checkpoints unread (so never `intact`); it is not an error of the check itself."""
+    try:
+        target = open_target()
+    except MaintenanceError:
+        target = None
+    try:
+        return verify_history(engine, target, instance)
+    finally:
+        if target is not None:
+            target.close()
 
 
 def _checkpoints(engine: Engine, target: Target | None, instance: str, report) -> dict[str, Any]:

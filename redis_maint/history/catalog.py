@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from redis_maint.errors import UsageError
 from redis_maint.history import chain, db
 from redis_maint.history.db_errors import history_error
-from redis_maint.history.runs import HistoryStore
+from redis_maint.history.runs import HistoryStore, RunStatus
 from redis_maint.redact import redact
 from redis_maint.timeutil import isoformat, utcnow
 
@@ -126,6 +126,31 @@ class Catalog:
         self._change(
             backup_id, "failed", redact(error), status=BackupStatus.FAILED, error=redact(error), **extra
         )
+
+    def fail_if_pending(self, backup_id: str, error: str) -> bool:
+        """`mark_failed` while the backup is still pending (its run stopped half-way); True if it applied."""
+        return self._change_if(
+            backup_id,
+            (db.backups.c.status == BackupStatus.PENDING,),
+            "failed",
+            redact(error),
+            status=BackupStatus.FAILED,
+            error=redact(error),
+        )
+
+    def fail_abandoned(self, instance: str, current_run_id: int) -> list[str]:
+        """Mark failed the pending backups of runs that died (SIGKILL, OOM); their ids. A pending backup
+        whose run is still `running` is another shard's live backup (per-node leases on a Cluster)."""
+        failed = []
+        for record in self.list(instance=instance, status=BackupStatus.PENDING):
+            owner = self.store.get(record.run_id) if record.run_id else None
+            if owner is not None and owner.id != current_run_id and owner.status == RunStatus.RUNNING:
+                continue
+            if self.fail_if_pending(
+                record.id, f"abandoned: run {record.run_id} stopped without finishing it"
+            ):
+                failed.append(record.id)
+        return failed
 
     def mark_pruned(self, backup_id: str, reason: str) -> bool:
         """Claim a complete backup for pruning, before its files go; False if it is kept or not complete.
