@@ -177,6 +177,8 @@ def _audit_checkpoint(ctx: JobContext, target: Target) -> dict[str, Any]:
 
 def _store_new_backup(ctx: JobContext, s: BackupSettings, target: Target) -> dict[str, Any]:
     """Snapshot, check, upload and catalog one backup; any failure leaves it `failed`, never half-stored."""
+    from redis_maint.history.catalog import Catalog
+
     now = utcnow()
     backup_id = stored.new_backup_id(now)
     location = stored.location_for(ctx.settings.instance, backup_id, now)
@@ -185,8 +187,6 @@ def _store_new_backup(ctx: JobContext, s: BackupSettings, target: Target) -> dic
     source = backup_source.for_run(ctx)  # behind Sentinel: which node, and why (fails if none is fit)
     if source is not None:
         summary["source"] = source
-    from redis_maint.history.catalog import Catalog
-
     catalog = Catalog(ctx.store)
     for abandoned in catalog.fail_abandoned(ctx.settings.instance, ctx.run_id):
         ctx.log.warning("marked an abandoned backup failed", extra={"backup_id": abandoned})
