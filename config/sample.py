@@ -18,12 +18,13 @@ HEADER = """\
 def render_sample(model: type[BaseModel]) -> str:
     """`model` is the settings model to document: `config.schema.with_jobs(REGISTRY)` for the shipped file."""
     lines = [HEADER]
-    _render(model(), (), lines)
+    defaults = model()
+    # One dump of the whole model: a section dumped on its own would build its own serializer.
+    _render(defaults, defaults.model_dump(mode="json"), (), lines)
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _render(model: BaseModel, path: tuple[str, ...], lines: list[str]) -> None:
-    dumped = model.model_dump(mode="json")
+def _render(model: BaseModel, dumped: dict[str, Any], path: tuple[str, ...], lines: list[str]) -> None:
     tables = []
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
@@ -37,7 +38,7 @@ def _render(model: BaseModel, path: tuple[str, ...], lines: list[str]) -> None:
         lines.append(f"[{'.'.join((*path, name))}]")
         if field.description:
             lines.append(f"# {field.description}")
-        _render(value, (*path, name), lines)
+        _render(value, dumped[name], (*path, name), lines)
 
 
 def _toml_value(value: Any) -> str:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, PrivateAttr, create_model, field_validato
 
 from config.core_view import is_sqlalchemy_url
 from config.secrets import CredentialUrl, EndpointUrl
-from config.types import Duration, PositiveDuration, Section
+from config.types import Duration, PositiveDuration, Section, section
 from redis_maint.errors import MaintenanceError
 
 if TYPE_CHECKING:
@@ -208,7 +208,7 @@ class TargetSettings(Section):
     """Where backups are stored: one URI, and the options of an S3 target."""
 
     uri: str = Field(default="./var/backups", description="s3://bucket/prefix, or a local directory")
-    s3: S3Settings = Field(default_factory=S3Settings, description="S3 options (s3:// targets only)")
+    s3: S3Settings = section("S3 options (s3:// targets only)")
 
     @field_validator("uri")
     @classmethod
@@ -353,23 +353,15 @@ class Settings(Section):
         default="default", description="name of the maintained Redis in backup keys and metrics"
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="log level")
-    http: HttpSettings = Field(default_factory=HttpSettings, description="metrics and health endpoint")
-    lock: LockSettings = Field(default_factory=LockSettings, description="per-job leases")
-    daemon: DaemonSettings = Field(default_factory=DaemonSettings, description="the scheduler process")
-    notify: NotifySettings = Field(
-        default_factory=NotifySettings, description="webhooks and dead-man's switch"
-    )
-    docker: DockerSettings = Field(default_factory=DockerSettings, description="throwaway check containers")
-    target: TargetSettings = Field(default_factory=TargetSettings, description="where backups are stored")
-    audit: AuditSettings = Field(
-        default_factory=AuditSettings, description="evidence checkpoints on the backup target, Object Lock"
-    )
-    sessions: SessionsSettings = Field(
-        default_factory=SessionsSettings, description="the session keys: layout, JSON fields, batching"
-    )
-    archive: ArchiveSettings = Field(
-        default_factory=ArchiveSettings, description="the AOF archiver: point-in-time recovery"
-    )
+    http: HttpSettings = section("metrics and health endpoint")
+    lock: LockSettings = section("per-job leases")
+    daemon: DaemonSettings = section("the scheduler process")
+    notify: NotifySettings = section("webhooks and dead-man's switch")
+    docker: DockerSettings = section("throwaway check containers")
+    target: TargetSettings = section("where backups are stored")
+    audit: AuditSettings = section("evidence checkpoints on the backup target, Object Lock")
+    sessions: SessionsSettings = section("the session keys: layout, JSON fields, batching")
+    archive: ArchiveSettings = section("the AOF archiver: point-in-time recovery")
     # Without the jobs' models (with_jobs) this holds the raw [jobs.*] tables, unvalidated.
     jobs: Any = Field(default_factory=dict, description="per-job settings")
     # Where each value came from, set by the loader: ("jobs", "backup", "schedule") -> "env REDIS_MAINT_...".
@@ -455,7 +447,7 @@ def _with_jobs(specs: tuple[tuple[str, JobSpec], ...]) -> type[Settings]:
         **{
             _job_field_name(name): (
                 spec.settings_model,
-                Field(default_factory=spec.settings_model, description=spec.description),
+                section(spec.description),
             )
             for name, spec in specs
         },
@@ -463,7 +455,7 @@ def _with_jobs(specs: tuple[tuple[str, JobSpec], ...]) -> type[Settings]:
     return create_model(
         "Settings",
         __base__=Settings,
-        jobs=(jobs_model, Field(default_factory=jobs_model, description="per-job settings")),
+        jobs=(jobs_model, section("per-job settings")),
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -55,6 +55,13 @@ class Section(BaseModel):
     # defer_build: a section's validator is built once, inside the whole settings model, not again
     # for each of the ~45 sections as its class is made (a quarter of loading the settings).
     model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True, defer_build=True)
+
+
+def section(description: str) -> Any:
+    """A nested section's field. Its default, `{}`, is validated by the enclosing model into the
+    section's defaults, so no section builds a validator of its own (a default_factory of the
+    section's class would build one per section)."""
+    return Field(default_factory=dict, description=description)
 
 
 class JobSettings(Section):

@@ -30,7 +30,7 @@ class Params(BaseModel):
     """A job's run parameters (the CLI's flags). Validated once, before the lease is taken, so a
     typo is a usage error (exit 2) and never a failed run in history."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # built when a run is asked for
 
     def before_lease(self, settings: Settings, store: HistoryStore) -> None:
         """Checks of the request against the world, before the lease (the backup exists, no Redis
