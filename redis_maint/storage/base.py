@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from redis_maint.errors import IntegrityError, StorageError
 
@@ -150,10 +150,14 @@ def download(
     return size, sha256
 
 
+class Writable(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
 def copy_object(
     target: Target,
     key: str,
-    out: BinaryIO,
+    out: Writable,
     checkpoint: Checkpoint | None = None,
     on_bytes: Callable[[int], None] | None = None,
 ) -> tuple[int, str]:
@@ -177,15 +181,14 @@ def hash_object(
     on_bytes: Callable[[int], None] | None = None,
 ) -> tuple[int, str]:
     """(size, sha256) of a stored object, streamed: nothing is written locally."""
-    digest, size = hashlib.sha256(), 0
-    for chunk in target.read_chunks(key):
-        if checkpoint:
-            checkpoint()
-        digest.update(chunk)
-        size += len(chunk)
-        if on_bytes:
-            on_bytes(len(chunk))
-    return size, digest.hexdigest()
+    return copy_object(target, key, _Nowhere(), checkpoint, on_bytes)
+
+
+class _Nowhere:
+    """A sink that keeps nothing: hash_object reads an object without storing it."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
 
 
 def copy_hashed(
