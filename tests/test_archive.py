@@ -19,8 +19,9 @@ import boto3
 import pytest
 
 from redis_maint.archive import layout
-from redis_maint.archive.archiver import Archiver, ArchiverOptions, Loop
+from redis_maint.archive.archiver import Archiver, ArchiverOptions
 from redis_maint.archive.follower import RespScanner, read_segment
+from redis_maint.archive.loop import Loop
 from redis_maint.archive.state import ArchiveState
 from redis_maint.archive.status import archive_status
 from redis_maint.history.runs import HistoryStore

@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from redis_maint.archive import layout
-from redis_maint.archive.archiver import Loop
+from redis_maint.archive.loop import Loop
 from redis_maint.archive.state import ArchiveState
 from redis_maint.archive.status import problem_path, read_problem
 from redis_maint.errors import LeaseLostError, MaintenanceError

@@ -26,7 +26,7 @@ import pytest
 
 from redis_maint.archive import drill
 from redis_maint.archive import restore as pitr
-from redis_maint.archive.archiver import Loop
+from redis_maint.archive.loop import Loop
 from redis_maint.archive.state import ArchiveState
 from redis_maint.history.runs import HistoryStore
 from redis_maint.storage import open_target

@@ -19,12 +19,9 @@ The followed incr file stays open between ticks, so a rewrite that deletes it ca
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import shutil
-import stat
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,6 +38,7 @@ from redis_maint.errors import MaintenanceError, SnapshotError
 from redis_maint.snapshot.aof_manifest import AofEntry, parse_aof_manifest
 from redis_maint.snapshot.bgsave import redis_call, server_time
 from redis_maint.snapshot.datafiles import DataLayout, discover_layout
+from redis_maint.snapshot.pinning import FileChanged, hash_fd, link_if_same, open_pinned
 from redis_maint.storage import Target
 from redis_maint.timeutil import isoformat, utcnow
 
@@ -48,7 +46,6 @@ log = logging.getLogger("redis_maint.archive.archiver")
 
 PIN_ATTEMPTS = 3
 BACKOFF_MAX_S = 60.0
-BASE_CHUNK = 1 << 20
 
 
 class NotArchivable(MaintenanceError):
@@ -281,7 +278,7 @@ class Archiver:
         for attempt in range(1, PIN_ATTEMPTS + 1):
             try:
                 return self._start_once(reason, report)
-            except _Changed as exc:
+            except FileChanged as exc:
                 log.info(
                     "AOF files changed while a generation started; retrying",
                     extra={"attempt": attempt, "why": str(exc)},
@@ -296,12 +293,12 @@ class Archiver:
         live = _parse_live(text, self._manifest_path())
         first = live.incrs[0]
         with contextlib.ExitStack() as stack:
-            base_fd = _open(self._aof_path(live.base.name))
+            base_fd = open_pinned(self._aof_path(live.base.name), may_vanish=True)
             stack.callback(os.close, base_fd)
-            incr_fd = _open(self._aof_path(first.name))
+            incr_fd = open_pinned(self._aof_path(first.name), may_vanish=True)
             if self._manifest_text() != text:
                 os.close(incr_fd)
-                raise _Changed("the AOF manifest was rewritten while its files were being opened")
+                raise FileChanged("the AOF manifest was rewritten while its files were being opened")
             try:
                 base_st = os.fstat(base_fd)
                 created = utcnow()
@@ -358,10 +355,12 @@ class Archiver:
             try:
                 self.o.staging_dir.mkdir(parents=True, exist_ok=True)
                 staged.unlink(missing_ok=True)
-                if not _link_same(self._aof_path(name), staged, os.fstat(fd)):
+                pinned = os.fstat(fd)
+                if link_if_same(self._aof_path(name), staged, pinned):
+                    digest = hash_fd(fd, pinned.st_size)
+                else:
                     with open(staged, "wb") as out:
-                        _copy_fd(fd, out)
-                digest = _sha256_file(staged)
+                        digest = hash_fd(fd, pinned.st_size, out)
             except OSError as exc:
                 raise StagingError(
                     f"cannot stage the AOF base {name} in {self.o.staging_dir} for a new archive generation: "
@@ -412,8 +411,8 @@ class Archiver:
 
     def _open_incr(self, name: str) -> tuple[int, int]:
         try:
-            fd = _open(self._aof_path(name))
-        except _Changed:
+            fd = open_pinned(self._aof_path(name), may_vanish=True)
+        except FileChanged:
             raise SnapshotError(f"{self._aof_path(name)} is named by the AOF manifest but missing") from None
         return fd, os.fstat(fd).st_ino
 
@@ -423,8 +422,8 @@ class Archiver:
         if f is not None and f.generation == cur.generation and f.name == cur.incr_file:
             return f
         try:
-            fd = _open(self._aof_path(cur.incr_file))
-        except _Changed:
+            fd = open_pinned(self._aof_path(cur.incr_file), may_vanish=True)
+        except FileChanged:
             raise _Gone(cur.incr_file) from None
         st = os.fstat(fd)
         f = _Followed(
@@ -472,9 +471,9 @@ class Archiver:
         """Pin the new base and its first incr file (one manifest read) and ship the base in a thread."""
         text = self._manifest_text()
         live = _parse_live(text, self._manifest_path())
-        base_fd = _open(self._aof_path(live.base.name))
+        base_fd = open_pinned(self._aof_path(live.base.name), may_vanish=True)
         try:
-            incr_fd = _open(self._aof_path(live.incrs[0].name))
+            incr_fd = open_pinned(self._aof_path(live.incrs[0].name), may_vanish=True)
         except BaseException:
             os.close(base_fd)
             raise
@@ -564,10 +563,6 @@ class Archiver:
         return utcnow() + timedelta(seconds=self.skew_s)
 
 
-class _Changed(Exception):
-    pass
-
-
 @dataclass
 class _Pending:
     """A rewrite's generation whose base is being shipped; its first incr file is pinned open."""
@@ -598,7 +593,7 @@ def _parse_live(text: str, path: Path) -> _Live:
     bases = [e for e in entries if e.type == "b"]
     incrs = sorted((e for e in entries if e.type == "i"), key=lambda e: e.seq)
     if not bases or not incrs:
-        raise _Changed(f"{path} names no base or no incr file yet")
+        raise FileChanged(f"{path} names no base or no incr file yet")
     return _Live(text, bases[0], incrs)
 
 
@@ -607,134 +602,6 @@ def _next_incr(names: list[str], current: str) -> str | None:
         i = names.index(current)
         return names[i + 1] if i + 1 < len(names) else None
     return None
-
-
-def _open(path: Path) -> int:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise _Changed(f"{path.name} disappeared (an AOF rewrite replaced it)") from None
-    except OSError as exc:
-        raise SnapshotError(
-            f"cannot open {path}: {exc.strerror}; check permissions of the data dir"
-        ) from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise SnapshotError(f"{path} is not a regular file")
-    return fd
-
-
-def _link_same(src: Path, dest: Path, pinned: os.stat_result) -> bool:
-    try:
-        os.link(src, dest)
-    except OSError:
-        return False
-    st = os.stat(dest)
-    if (st.st_dev, st.st_ino) != (pinned.st_dev, pinned.st_ino):
-        dest.unlink()
-        return False
-    return True
-
-
-def _copy_fd(fd: int, out) -> None:
-    offset = 0
-    while data := os.pread(fd, BASE_CHUNK, offset):
-        out.write(data)
-        offset += len(data)
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while data := fh.read(BASE_CHUNK):
-            digest.update(data)
-    return digest.hexdigest()
-
-
-# -- the long-lived loop --------------------------------------------------------------------------
-class Loop:
-    """Ticks every interval until `stop`; failures (target or Redis unreachable) keep the position and
-    retry with a backoff, so the lag grows and then catches up. A lost lease or a state that another
-    archiver moved ends the loop."""
-
-    def __init__(
-        self, archiver: Archiver, stop: threading.Event, on_tick: Callable[[TickReport], None] | None = None
-    ):
-        self.archiver = archiver
-        archiver.background_bases = True  # a rewrite's base never holds up the incr stream
-        self.stop = stop
-        self.on_tick = on_tick
-        self.failures = 0
-        self.last_error: str | None = None
-
-    def run(self) -> None:
-        from redis_maint.archive.state import StateConflictError
-        from redis_maint.errors import LeaseLostError
-
-        interval = self.archiver.o.interval_s
-        try:
-            while not self.stop.is_set():
-                started = time.monotonic()
-                try:
-                    report = self.archiver.tick()
-                    if not (self.failures and self.archiver.base_in_flight()):
-                        # (a base retried in the background is not a recovery until it is adopted)
-                        if self.failures:
-                            self._recovered()
-                        self.failures, self.last_error = 0, None
-                    if self.on_tick is not None:
-                        self.on_tick(report)
-                    wait = interval - (time.monotonic() - started)
-                except (LeaseLostError, StateConflictError) as exc:
-                    log.error("the archiver stops", extra={"error": str(exc)})
-                    return
-                except (MaintenanceError, redis.RedisError, OSError, _Changed) as exc:
-                    self.failures += 1
-                    self.last_error = str(exc)
-                    wait = min(interval * 2 ** min(self.failures, 10), self.archiver.o.backoff_max_s)
-                    position = self._position()
-                    log.warning(
-                        "archive tick failed; position kept, retrying",
-                        extra={
-                            "failures": self.failures,
-                            "retry_in_s": round(wait, 2),
-                            "error": str(exc),
-                            **position,
-                        },
-                    )
-                    self._record_problem(position)
-                self.stop.wait(max(wait, 0.0))
-        finally:
-            self.archiver.close()
-
-    def _position(self) -> dict:
-        """Where the archive stands (kept while ticks fail), for the log and `archive status`."""
-        try:
-            cur = self.archiver.state.current()
-        except MaintenanceError:
-            return {}
-        if cur is None:
-            return {}
-        return {"generation": cur.generation, "incr_file": cur.incr_file, "offset": cur.offset}
-
-    def _record_problem(self, position: dict) -> None:
-        from redis_maint.archive.status import write_problem
-
-        path = self.archiver.o.problem_file
-        if path is not None and self.last_error is not None:
-            with contextlib.suppress(OSError):  # its disk may be the full one: the log still says it
-                write_problem(path, self.last_error, self.failures, position)
-
-    def _recovered(self) -> None:
-        from redis_maint.archive.status import clear_problem
-
-        log.warning(
-            "archive ticks succeed again; the archive caught up from its kept position",
-            extra={"failures": self.failures, "error": self.last_error},
-        )
-        if self.archiver.o.problem_file is not None:
-            with contextlib.suppress(OSError):
-                clear_problem(self.archiver.o.problem_file)
 
 
 def clear_staging(staging_dir: Path) -> None:

@@ -18,7 +18,8 @@ from typing import Any
 
 import redis
 
-from redis_maint.archive.archiver import Archiver, ArchiverOptions, Loop, TickReport, clear_staging
+from redis_maint.archive.archiver import Archiver, ArchiverOptions, TickReport, clear_staging
+from redis_maint.archive.loop import Loop
 from redis_maint.archive.prune import prune
 from redis_maint.archive.state import ArchiveState
 from redis_maint.archive.status import problem_path

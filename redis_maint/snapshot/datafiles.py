@@ -15,7 +15,6 @@ import hashlib
 import logging
 import os
 import shutil
-import stat
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -27,10 +26,10 @@ import redis
 from redis_maint.errors import IntegrityError, SnapshotError
 from redis_maint.snapshot.aof_manifest import live_files, parse_aof_manifest
 from redis_maint.snapshot.bgsave import redis_call
+from redis_maint.snapshot.pinning import FileChanged, hash_fd, link_if_same, open_pinned
 
 log = logging.getLogger("redis_maint.snapshot.datafiles")
 
-CHUNK = 1 << 20
 COPY_ATTEMPTS = 3
 
 
@@ -62,10 +61,6 @@ class _Pinned:
     st: os.stat_result
     appendable: bool  # Redis appends to it: copy the pinned prefix
     data: bytes | None = None  # small files read whole at pin time (the manifest)
-
-
-class _Changed(Exception):
-    """A file changed under us: retry the whole copy."""
 
 
 def discover_layout(client: redis.Redis) -> DataLayout:
@@ -111,13 +106,13 @@ def check_data_dir(data_dir: Path) -> None:
 
 
 def _copy_with_retries(client, data_dir, staging_dir, layout, include_rdb, want_aof, checkpoint):
-    last: _Changed | None = None
+    last: FileChanged | None = None
     for attempt in range(1, COPY_ATTEMPTS + 1):
         checkpoint()
         _empty_dir(staging_dir)
         try:
             return _copy_once(client, data_dir, staging_dir, layout, include_rdb, want_aof, checkpoint)
-        except _Changed as exc:
+        except FileChanged as exc:
             last = exc
             log.warning("file changed while copied; retrying", extra={"attempt": attempt, "reason": str(exc)})
     raise IntegrityError(
@@ -131,7 +126,7 @@ def _copy_once(client, data_dir, staging_dir, layout, include_rdb, want_aof, che
     with ExitStack() as stack:
         pinned, manifest = _pin_all(stack, data_dir, layout, include_rdb, want_aof)
         if want_aof and _aof_rewrites(client) != rewrites:
-            raise _Changed("an AOF rewrite finished while the files were being opened")
+            raise FileChanged("an AOF rewrite finished while the files were being opened")
         _check_space(staging_dir, pinned, data_dir)
         files = [_stage(p, staging_dir, checkpoint) for p in pinned]
     return files, manifest
@@ -167,30 +162,16 @@ def _pin_aof(stack: ExitStack, data_dir: Path, layout: DataLayout) -> tuple[list
         rel = f"{layout.aof_dir}/{entry.name}"
         pinned.append(_pin(stack, data_dir, rel, appendable=entry.type == "i", may_vanish=True))
     if (data_dir / manifest_rel).read_bytes() != manifest.data:
-        raise _Changed("the AOF manifest was rewritten while its files were being opened")
+        raise FileChanged("the AOF manifest was rewritten while its files were being opened")
     return pinned, manifest_rel
 
 
 def _pin(stack: ExitStack, data_dir: Path, rel: str, *, appendable: bool, may_vanish: bool) -> _Pinned:
     """Open one file; `may_vanish` files (the AOF set) can be deleted by a rewrite: retry then."""
     path = data_dir / rel
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        if may_vanish:
-            raise _Changed(f"{rel} disappeared (an AOF rewrite replaced it)") from None
-        raise SnapshotError(
-            f"{path} does not exist; check REDIS_MAINT_DATA_DIR (is RDB saving disabled?)"
-        ) from None
-    except OSError as exc:
-        raise SnapshotError(
-            f"cannot open {path}: {exc.strerror}; check permissions of the data dir"
-        ) from None
+    fd = open_pinned(path, may_vanish=may_vanish)
     stack.callback(os.close, fd)
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        raise SnapshotError(f"{path} is not a regular file")
-    return _Pinned(rel=rel, path=path, fd=fd, st=st, appendable=appendable)
+    return _Pinned(rel=rel, path=path, fd=fd, st=os.fstat(fd), appendable=appendable)
 
 
 def _read_all(p: _Pinned) -> bytes:
@@ -220,11 +201,11 @@ def _stage(p: _Pinned, staging_dir: Path, checkpoint: Callable[[], None]) -> Sna
         if p.data is not None:
             dest.write_bytes(p.data)
             digest = hashlib.sha256(p.data).hexdigest()
-        elif not p.appendable and _link(p, dest):
-            digest = _hash_fd(p.fd, size, None, checkpoint)
+        elif not p.appendable and link_if_same(p.path, dest, p.st):  # hard-linked: no copy
+            digest = hash_fd(p.fd, size, None, checkpoint)
         else:
             with open(dest, "wb") as out:
-                digest = _hash_fd(p.fd, size, out, checkpoint)
+                digest = hash_fd(p.fd, size, out, checkpoint)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise SnapshotError(
@@ -236,44 +217,13 @@ def _stage(p: _Pinned, staging_dir: Path, checkpoint: Callable[[], None]) -> Sna
     return SnapshotFile(path=p.rel, size=size, sha256=digest)
 
 
-def _link(p: _Pinned, dest: Path) -> bool:
-    """Hard-link an immutable file into staging (no copy) when it is the inode we pinned."""
-    try:
-        os.link(p.path, dest)
-    except OSError:
-        return False  # another filesystem, or protected_hardlinks: copy instead
-    st = os.stat(dest)
-    if (st.st_dev, st.st_ino) != (p.st.st_dev, p.st.st_ino):
-        dest.unlink()
-        return False
-    return True
-
-
-def _hash_fd(fd: int, size: int, out, checkpoint: Callable[[], None]) -> str:
-    """Read `size` bytes of `fd` from the start once: hash them and, if `out`, write them."""
-    digest = hashlib.sha256()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    offset = 0
-    while offset < size:
-        checkpoint()
-        n = os.preadv(fd, [view[: min(CHUNK, size - offset)]], offset)
-        if n == 0:
-            raise _Changed(f"file shrank below {size} bytes while being copied")
-        digest.update(view[:n])
-        if out is not None:
-            out.write(view[:n])
-        offset += n
-    return digest.hexdigest()
-
-
 def _check_unchanged(p: _Pinned) -> None:
     st = os.fstat(p.fd)
     if p.appendable:
         if st.st_size < p.st.st_size:
-            raise _Changed(f"{p.rel} was truncated from {p.st.st_size} to {st.st_size} bytes while copied")
+            raise FileChanged(f"{p.rel} was truncated from {p.st.st_size} to {st.st_size} bytes while copied")
     elif (st.st_size, st.st_mtime_ns) != (p.st.st_size, p.st.st_mtime_ns):
-        raise _Changed(f"{p.rel} was modified in place while copied (size/mtime changed)")
+        raise FileChanged(f"{p.rel} was modified in place while copied (size/mtime changed)")
 
 
 def _empty_dir(path: Path) -> None:
