@@ -12,7 +12,7 @@ writer process issuing SET session:<n> <~1 KB JSON> EX 86400 at the requested ra
 store's safe_until). CPU is the archiver process's utime+stime over the measured period (after its
 first segment) divided by the wall time; peak RSS is its VmHWM. At the end it checks that the
 archived segments concatenate to the incr file.
-Goals (issue 16): lag p99 <= interval + 2 s; CPU <= 5% of one core; RSS bounded (no file read whole).
+Goals: lag p99 <= interval + 2 s; CPU <= 5% of one core; RSS bounded (no file read whole).
 """
 
 from __future__ import annotations

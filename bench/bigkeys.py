@@ -1,7 +1,7 @@
 """Benchmark of `redis-maint keys big` against `redis-cli --bigkeys` and `redis-cli --memkeys`.
 
     .venv/bin/python bench/bigkeys.py                            # 200k keys, 3 rounds (quick)
-    .venv/bin/python bench/bigkeys.py --keys 1000000 --repeat 3  # the issue's size
+    .venv/bin/python bench/bigkeys.py --keys 1000000 --repeat 3  # a 1M-key store, the size the README's figures use
 
 One throwaway redis-server (no persistence: every tool only reads) is seeded once: mostly sessions
 (~1 KB of JSON, 24 h TTL, 1% without a TTL), then rate limits, cached hashes, queues, a handful of
@@ -292,7 +292,9 @@ def _largest_check(runs: list[dict]) -> str:
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--keys", type=int, default=200_000, help="keys seeded (default 200k; the issue: 1M)")
+    ap.add_argument(
+        "--keys", type=int, default=200_000, help="keys seeded (default 200k; the README's figures: 1M)"
+    )
     ap.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     return ap.parse_args()

@@ -1,4 +1,4 @@
-"""RTO of a restore to a time (issue 16 "Goals"): a 1 GiB dataset with 1 h of increments, end to end.
+"""RTO of a restore to a time (the recovery-time goal): a 1 GiB dataset with 1 h of increments, end to end.
 
     .venv/bin/python bench/pitr_rto.py                                  # 1 GiB, 60 min at 100 writes/s, 3 rounds
     .venv/bin/python bench/pitr_rto.py --dataset-mib 64 --increments-min 5 --rounds 1   # a quick check

@@ -1,4 +1,4 @@
-"""The AOF archiver (issue 16): segments of Redis's incr files on the target, generations, state,
+"""The AOF archiver: segments of Redis's incr files on the target, generations, state,
 faults (kill -9, S3 down, truncation, a rewrite mid-upload), status and the only-primary rule, on a
 real redis-server (appendonly yes, aof-timestamp-enabled yes), a local target and moto's S3 server."""
 

@@ -1,4 +1,4 @@
-"""Faults the AOF archiver must survive (issue 16), on a real redis-server (appendonly yes,
+"""Faults the AOF archiver must survive, on a real redis-server (appendonly yes,
 aof-timestamp-enabled yes), moto's S3 server, a real tmpfs and restores proven in Docker:
 SIGKILL during an upload, Redis restarted, Redis replaced by a restore, a full disk, and an archiver
 paused past its lease (fencing)."""

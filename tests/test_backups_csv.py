@@ -1,4 +1,4 @@
-"""`backups list` for auditors (issue 14, item 7): the same --since/--until as `history`, and `--csv`
+"""`backups list` for auditors: the same --since/--until as `history`, and `--csv`
 with one row per file (backup id, created_at, status, path, size, sha256, S3 VersionId and ETag when the
 catalog has them). The catalog rows are written through the catalog's own functions into a real SQLite
 file; one backup is a real run of the backup job to a local directory."""

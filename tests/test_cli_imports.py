@@ -60,7 +60,7 @@ def test_the_settings_commands_load_every_jobs_settings_but_none_of_their_machin
     assert [m for m in modules if m.split(".")[0] in (*HEAVY, "sqlalchemy")] == []
 
 
-# -- the read path builds no settings model and loads no renderer (the CLI speed goal, issue 11) ----
+# -- the read path builds no settings model and loads no renderer (start-up time: bench/cli_speed.py) -
 
 # What only the full settings or a renderer bring: pydantic builds its models in pydantic.main, the
 # schema builds every settings model, rich.console is for people (tables, runs), never for --json.

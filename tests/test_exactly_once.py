@@ -1,4 +1,4 @@
-"""Several sidecars on one history (issue 15.2): each scheduled slot runs once. Claims the store enforces,
+"""Several sidecars on one history: each scheduled slot runs once. Claims the store enforces,
 the loser recording nothing; node and deployment scopes; a SIGKILLed sidecar's slot interrupted when its
 lease lapses and run once more as catch-up; one clock (the database's) for a sidecar whose host clock is
 minutes off; and three real daemons on PostgreSQL with one SIGKILLed and restarted."""

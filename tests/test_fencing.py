@@ -1,4 +1,4 @@
-"""Fencing (issue 15.2): every take of a lease gets a token that only grows, the run row and the backup
+"""Fencing: every take of a lease gets a token that only grows, the run row and the backup
 manifest carry it, and a run paused past its lease (a real SIGSTOP) while another process took the job
 over cannot publish its backup, record success, or prune. SQLite and PostgreSQL."""
 

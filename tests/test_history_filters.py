@@ -1,4 +1,4 @@
-"""`history` for auditors (issue 14, item 7): --since/--until as ISO dates, times (no zone = UTC) or
+"""`history` for auditors: --since/--until as ISO dates, times (no zone = UTC) or
 durations ago, --trigger, --by, repeatable --status, --dry-run/--no-dry-run, "showing 50 of 58" and
 --all, dry runs marked in the table, and a CSV with the common summary figures in flat columns.
 

@@ -1,4 +1,4 @@
-"""Restore to a point in time from the AOF archive (issue 16): `backups restore --to-time/--before-run`.
+"""Restore to a point in time from the AOF archive: `backups restore --to-time/--before-run`.
 
 A real redis-server (appendonly yes, aof-timestamp-enabled yes) runs a workload whose seconds the
 test knows: each step waits for a fresh second on Redis's own clock, writes, sets, overwrites and

@@ -1,4 +1,4 @@
-"""Point-in-time recovery, proven (issue 16): exactness at 10 random instants, and the weekly drill.
+"""Point-in-time recovery, proven: exactness at 10 random instants, and the weekly drill.
 
 Exactness: one workload on a real redis-server whose seconds the test knows (each step waits for a
 fresh second on Redis's clock), with a few keys on short TTLs. The archive is downloaded once; for

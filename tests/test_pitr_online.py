@@ -1,4 +1,4 @@
-"""`backups restore (ID | --to-time T) --online --yes`: restore into the running Redis (issue 16).
+"""`backups restore (ID | --to-time T) --online --yes`: restore into the running Redis.
 
 A real live redis-server (appendonly yes, aof-timestamp-enabled yes) with data takes the restored
 dataset over by replication from a throwaway redis-server process on this host: after it, its

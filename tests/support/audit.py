@@ -72,7 +72,7 @@ def events_without(url: str, backup_id: str, event: str) -> None:
     tamper(url, f"UPDATE backups SET events = {value} WHERE id = ?", (kept, backup_id))
 
 
-# The history store's schema before the evidence chain (as of issue 13), in plain SQL.
+# The history store's schema as it was before the evidence chain was added, in plain SQL.
 SCHEMA_BEFORE_CHAIN = """
 CREATE TABLE runs (
     id INTEGER NOT NULL, job VARCHAR(64) NOT NULL, "trigger" VARCHAR(16) NOT NULL,
