@@ -119,7 +119,7 @@ class RestoreParams(Params):
 
             to_ts, _ = _moment(self, store)
             pitr.preflight(Path(self.directory), force=self.force, probe=_probe(settings))
-            _plan(store, settings.instance, to_ts)
+            _plan(settings, store, to_ts)
             return
         located, target = _open(settings, store, self.backup_id)
         try:
@@ -166,12 +166,17 @@ def _moment(params: RestoreParams, store: Any) -> tuple[int | None, dict[str, An
     return pitr.before_run_ts(run.started_at), pitr.undone(run)
 
 
-def _plan(store: Any, instance: str, to_ts: int | None) -> pitr.Plan:
-    """The archive's segments up to `to_ts`; UsageError when the time is outside its window."""
+def _plan(settings: Any, store: Any, to_ts: int | None) -> pitr.Plan:
+    """The archive's segments up to `to_ts`; UsageError when the time is outside its window. From the
+    history store, else (no archive rows there) from the target."""
     from redis_maint.archive import restore as pitr
-    from redis_maint.archive.state import ArchiveState
+    from redis_maint.archive.from_target import archive_source
 
-    return pitr.plan(ArchiveState(store, instance), to_ts)
+    target = settings.target.open()
+    try:
+        return pitr.plan(archive_source(store, target, settings.instance), to_ts)
+    finally:
+        target.close()
 
 
 def _restore_to_time(ctx: JobContext, params: RestoreParams, directory: Path | None = None) -> dict[str, Any]:
@@ -181,7 +186,7 @@ def _restore_to_time(ctx: JobContext, params: RestoreParams, directory: Path | N
     target = ctx.settings.target.open()
     try:
         if ctx.dry_run:
-            p = _plan(ctx.store, ctx.settings.instance, to_ts)
+            p = _plan(ctx.settings, ctx.store, to_ts)
             return {"would_restore": pitr.iso(to_ts) or "latest", "generation": p.generation.generation}
         drill = ctx.drill_options()  # the deadline, and the session keys the proof counts
         request = pitr.Request(
@@ -259,7 +264,7 @@ def _online_source(params: RestoreParams, settings: Any, store: Any) -> str:
     from redis_maint.archive import restore as pitr
 
     to_ts, undone = _moment(params, store)
-    _plan(store, settings.instance, to_ts)
+    _plan(settings, store, to_ts)
     if undone is not None:
         return f"the AOF archive as it was before run {undone['run_id']} ({undone['job']}) started"
     return f"the AOF archive at {pitr.iso(to_ts) or 'latest'}"

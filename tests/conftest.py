@@ -10,7 +10,7 @@ pytest.register_assert_rewrite("tests.support")
 
 pytest_plugins = [
     "tests.support.fixtures.core",  # isolated settings, redis_server, s3, cli, ...
-    "tests.support.fixtures.backup",  # backup_env, bucket
+    "tests.support.fixtures.backup",  # backup_env, bucket, pitr_source
     "tests.support.fixtures.docker",  # docker_engine, check_image, local_image, no_leftovers
     "tests.support.fixtures.cluster",  # redis_cluster
     "tests.support.fixtures.postgres",  # postgres_server, postgres_url, history_url (sqlite | postgresql)

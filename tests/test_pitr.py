@@ -14,30 +14,19 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
 import pytest
 
 from redis_maint.archive import assemble
-from redis_maint.archive.archiver import Archiver, ArchiverOptions
 from redis_maint.archive.state import ArchiveState
 from redis_maint.errors import IntegrityError
 from redis_maint.storage import open_target
-from tests.support.builders.sessions import session
 from tests.support.common import json_out
 from tests.support.history import current_store
-from tests.support.services.redis import RedisServer, wait_aof_rewrite
-
-AOF_ARGS = {"aof-timestamp-enabled": "yes"}
-INSTANCE = "default"
-
-
-def iso(ts: int) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
+from tests.support.pitr_workload import AOF_ARGS, INSTANCE, Workload, iso, run_workload
+from tests.support.services.redis import RedisServer
 
 # ---- the RESP walk (no services) --------------------------------------------------------------
 
@@ -76,72 +65,6 @@ def test_walk_cuts_an_unfinished_multi(tmp_path):
 def test_walk_refuses_bad_bytes_that_are_not_a_cut_tail(tmp_path):
     with pytest.raises(IntegrityError, match="not an AOF command at offset"):
         _walk(tmp_path, CMD + b"garbage\r\n" + CMD)
-
-
-# ---- a workload with known seconds, archived -------------------------------------------------
-
-
-@dataclass
-class Workload:
-    server: object
-    store: object
-    target: object
-    archiver: Archiver
-    instants: list[tuple[int, str, int]] = field(default_factory=list)  # (second, digest, dbsize)
-
-    def client(self):
-        return self.server.client()
-
-    def fresh_second(self) -> int:
-        """Wait for Redis's clock to enter a new second, early enough to write within it."""
-        last = self.instants[-1][0] if self.instants else 0
-        while True:
-            sec, micros = self.client().time()
-            if sec > last and micros < 400_000:
-                return sec
-            time.sleep(0.02)
-
-    def step(self, i: int) -> None:
-        c = self.client()
-        sec = self.fresh_second()
-        pipe = c.pipeline(transaction=False)
-        for k in range(5):
-            pipe.set(f"session:{i}-{k}", session(1000 * sec, f"org-{i % 3}"))
-        pipe.incr("counter")
-        pipe.hset("profile", f"f{i}", i)
-        if i:
-            pipe.delete(f"session:{i - 1}-0")
-            pipe.set(f"session:{i - 1}-1", b"overwritten")
-        pipe.execute()
-        assert c.time()[0] == sec, "the step's writes straddled a second; the test's clock is too slow"
-        digest = c.execute_command("DEBUG", "DIGEST").decode()
-        self.instants.append((sec, digest, c.dbsize()))
-        self.archiver.tick()
-
-
-def run_workload(server, store, target, tmp_path, steps: int, rewrite_after: int | None = None) -> Workload:
-    options = ArchiverOptions(
-        instance=INSTANCE, data_dir=server.dir, staging_dir=tmp_path / "arch-staging", interval_s=0.2
-    )
-    archiver = Archiver(options, server.client(), target, ArchiveState(store, INSTANCE))
-    w = Workload(server, store, target, archiver)
-    archiver.tick()  # the first generation, before any write
-    for i in range(steps):
-        w.step(i)
-        if i == rewrite_after:
-            server.client().bgrewriteaof()
-            wait_aof_rewrite(server.client())
-            archiver.tick()  # a new generation: the rewrite's base
-    archiver.tick()
-    return w
-
-
-@pytest.fixture
-def source(redis_factory, monkeypatch):
-    server = redis_factory("source", args=AOF_ARGS)
-    monkeypatch.setenv("REDIS_MAINT_REDIS_URL", server.url)
-    monkeypatch.setenv("REDIS_MAINT_DATA_DIR", str(server.dir))
-    return server
 
 
 @pytest.fixture(scope="module")
@@ -259,10 +182,12 @@ def test_a_corrupt_segment_is_refused_named_and_the_newest_time_before_it_offere
     assert json.loads(retry.stdout)["proof"]["digest"] == expected
 
 
-def test_half_a_command_at_the_end_of_the_archive_is_cut_and_said(source, cli, tmp_path, check_image):
+def test_half_a_command_at_the_end_of_the_archive_is_cut_and_said(pitr_source, cli, tmp_path, check_image):
     """A power cut left half a command at the end of the incr file, and it was archived (the archiver
     ships a file's tail as it is once nothing more can be appended)."""
-    w = run_workload(source, current_store(), open_target(os.environ["REDIS_MAINT_TARGET__URI"]), tmp_path, 1)
+    w = run_workload(
+        pitr_source, current_store(), open_target(os.environ["REDIS_MAINT_TARGET__URI"]), tmp_path, 1
+    )
     w.archiver.close()
     state = ArchiveState(w.store, INSTANCE)
     cur = state.current()
@@ -297,13 +222,13 @@ def assemble_segment(w: Workload, cur, data: bytes):
     return seg
 
 
-def test_before_run_undoes_a_recorded_delete_all(source, cli, tmp_path, check_image):
+def test_before_run_undoes_a_recorded_delete_all(pitr_source, cli, tmp_path, check_image):
     target = open_target(os.environ["REDIS_MAINT_TARGET__URI"])
-    w = run_workload(source, current_store(), target, tmp_path, steps=2)
+    w = run_workload(pitr_source, current_store(), target, tmp_path, steps=2)
     before = w.instants[-1]
     w.fresh_second()  # the delete starts in a later second than the last write it must keep
     deleted = json_out(cli("sessions", "delete", "--all", "--yes", "--json"))
-    assert deleted["status"] == "succeeded" and source.client().dbsize() == 2
+    assert deleted["status"] == "succeeded" and pitr_source.client().dbsize() == 2
     w.archiver.tick()
     _, result = restore(cli, tmp_path, "--before-run", str(deleted["id"]))
     w.archiver.close()
@@ -328,11 +253,13 @@ def restore_into(cli, directory: Path, *args: str):
     return cli("backups", "restore", *args, "--target", str(directory), "--json")
 
 
-def test_restore_to_a_time_from_s3_and_a_corrupt_segment_there(source, bucket, cli, tmp_path, check_image):
+def test_restore_to_a_time_from_s3_and_a_corrupt_segment_there(
+    pitr_source, bucket, cli, tmp_path, check_image
+):
     from redis_maint.storage.s3 import S3Target
 
     target = S3Target(os.environ["REDIS_MAINT_TARGET__URI"], None)
-    w = run_workload(source, current_store(), target, tmp_path, steps=3)
+    w = run_workload(pitr_source, current_store(), target, tmp_path, steps=3)
     w.archiver.close()
     sec, digest, keys = w.instants[1]
     _, result = restore(cli, tmp_path, "--to-time", iso(sec))

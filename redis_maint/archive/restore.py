@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from redis_maint.archive import assemble, layout, truncate
+from redis_maint.archive.from_target import TargetArchive, archive_source
 from redis_maint.archive.layout import SegmentMeta
 from redis_maint.archive.state import ArchiveState, Generation
 from redis_maint.backup import restore as backup_restore
@@ -141,7 +142,7 @@ class Plan:
         return self.span.generation
 
 
-def spans(state: ArchiveState) -> list[Span]:
+def spans(state: ArchiveState | TargetArchive) -> list[Span]:
     """Every generation with its seconds, oldest first."""
     gens = state.generations()
     segs = [state.segments(g.generation) for g in gens]
@@ -160,12 +161,13 @@ def spans(state: ArchiveState) -> list[Span]:
     return found
 
 
-def plan(state: ArchiveState, to_ts: int | None) -> Plan:
+def plan(state: ArchiveState | TargetArchive, to_ts: int | None) -> Plan:
     """The generation and segments for a restore to `to_ts` (None: latest); UsageError outside the window."""
     found = [s for s in spans(state) if s.generation.base_name]
     if not found:
         raise UsageError(
-            f"the AOF archive of instance {state.instance} has no generation in the history store; "
+            f"the AOF archive of instance {state.instance} has no generation, in the history store or on "
+            "the target; "
             "enable the archiver (archive.enabled) and wait for its first segment, or restore a backup "
             "(`redis-maint backups list`)"
         )
@@ -279,7 +281,8 @@ def restore(
     t0 = time.monotonic()
     deadline = t0 + req.timeout_s
     directory, live = preflight(req.directory, force=req.force, probe=probe)
-    p = plan(ArchiveState(store, instance), req.to_ts)
+    source = archive_source(store, target, instance, req.checkpoint)
+    p = plan(source, req.to_ts)
     check_continuity(p)
     work = Path(env.docker.snapshot_dir) / f"pitr-{req.run_id}-{secrets.token_hex(3)}"
     try:
@@ -300,7 +303,15 @@ def restore(
         shutil.rmtree(work, ignore_errors=True)
     durations = {"download": round(t1 - t0, 3), "truncate": round(t2 - t1, 3), "prove": round(t3 - t2, 3)}
     durations["total"] = round(time.monotonic() - t0, 3)
-    return _result(p, target, instance, directory, files, moved, fetched, cut, tool, proof, durations, live)
+    result = _result(p, target, instance, directory, files, moved, fetched, cut, tool, proof, durations, live)
+    result["archive_read_from"] = "history" if isinstance(source, ArchiveState) else "target"
+    if isinstance(source, TargetArchive):
+        result["warnings"] = [
+            *result["warnings"],
+            f"the history store has no archive rows for instance {instance}: the archive was read from "
+            f"{target.uri} (every segment once to plan the restore)",
+        ]
+    return result
 
 
 def _fetch(target: Target, instance: str, p: Plan, aof_dir: Path, req: Request) -> dict[str, Any]:
