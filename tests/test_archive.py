@@ -45,6 +45,12 @@ def test_segment_keys_sort_by_offset_and_parse_back():
     assert layout.parse_segment_key(keys[3]) == layout.SegmentRef(
         INSTANCE, gen, "appendonly.aof.1.incr.aof", 1 << 40
     )
+    fenced = layout.segment_key(INSTANCE, gen, "appendonly.aof.1.incr.aof", 4096, fence=17)
+    assert fenced == f"default/aof/{gen}/appendonly.aof.1.incr.aof/0000000000001000-17.seg"
+    assert layout.parse_segment_key(fenced) == layout.SegmentRef(
+        INSTANCE, gen, "appendonly.aof.1.incr.aof", 4096, fence=17
+    )
+    assert layout.parse_segment_key(fenced.replace("-17.seg", "-x.seg")) is None
     assert layout.parse_segment_key(f"default/aof/{gen}/base/appendonly.aof.1.base.rdb") is None
     assert layout.parse_segment_key(f"default/aof/{gen}/generation.json") is None
 
@@ -57,9 +63,12 @@ def test_generation_manifest_and_segment_metadata_round_trip():
     )  # fmt: skip
     assert gen.generation.startswith("20261201T213005Z-")
     assert layout.GenerationManifest.loads(gen.dumps()) == gen
-    seg = layout.SegmentMeta(gen.generation, "appendonly.aof.2.incr.aof", 4096, 100, "cd" * 32, 1, 2, at)
-    ref = layout.parse_segment_key(seg.key(INSTANCE))
-    assert layout.SegmentMeta.from_metadata(ref, seg.to_metadata()) == seg
+    for fence in (None, 9):
+        seg = layout.SegmentMeta(
+            gen.generation, "appendonly.aof.2.incr.aof", 4096, 100, "cd" * 32, 1, 2, at, fence
+        )
+        ref = layout.parse_segment_key(seg.key(INSTANCE))
+        assert layout.SegmentMeta.from_metadata(ref, seg.to_metadata()) == seg
     assert layout.incr_seq("appendonly.aof.12.incr.aof") == 12
 
 

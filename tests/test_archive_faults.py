@@ -371,6 +371,83 @@ def test_an_archiver_paused_past_its_lease_neither_uploads_nor_moves_the_positio
     assert fences == {lease_b.fence}
 
 
+class HeldUploads:
+    """A target whose segment uploads, once `hold` is set, wait for `release`: an upload in flight."""
+
+    def __init__(self, target):
+        self.target = target
+        self.hold, self.entered, self.release = threading.Event(), threading.Event(), threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.target, name)
+
+    def put_bytes(self, key, data, **kw):
+        if self.hold.is_set() and key.endswith(".seg"):
+            self.entered.set()
+            assert self.release.wait(30)
+        return self.target.put_bytes(key, data, **kw)
+
+
+def test_an_upload_in_flight_when_the_lease_is_lost_lands_beside_the_new_holders_segment(
+    primary, store, tmp_path
+):
+    """A's segment PUT is in flight (after its lease check) while its lease lapses; B takes over and
+    archives the same offset, longer. A's PUT then completes: under A's fencing token, so B's recorded
+    segment is untouched, and the archive read from the target alone leaves A's out too."""
+    from redis_maint.archive.from_target import TargetArchive
+    from redis_maint.archive.state import StateConflictError
+
+    client = primary.client()
+    target = open_target(str(tmp_path / "target"))
+    held = HeldUploads(target)
+    lease_a = Lease.acquire(store, "archive", timedelta(seconds=3), scope=INSTANCE)
+    state_a = ArchiveState(store, INSTANCE, guard=lease_a.fenced, fence=lease_a.fence)
+    a = make_archiver(primary, store, held, tmp_path, state=state_a)
+    a.tick()
+    write(client, 100)
+    a.tick()
+    write(client, 50, prefix="in-flight:")
+    held.hold.set()
+    failures: list[BaseException] = []
+
+    def tick_a() -> None:
+        try:
+            a.tick()
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=tick_a)
+    thread.start()
+    assert held.entered.wait(10), "A never started its upload"
+    time.sleep(3.3)  # A's lease lapses while its PUT hangs
+    lease_b = Lease.acquire(store, "archive", timedelta(seconds=30), scope=INSTANCE)
+    b = make_archiver(
+        primary,
+        store,
+        target,
+        tmp_path,
+        state=ArchiveState(store, INSTANCE, guard=lease_b.fenced, fence=lease_b.fence),
+    )
+    write(client, 50, prefix="b:")  # B's segment at A's offset holds more than A's
+    b.tick()
+    held.release.set()
+    thread.join(30)
+    assert len(failures) == 1 and isinstance(failures[0], LeaseLostError | StateConflictError), failures
+    b.tick()
+    a.close()
+    b.close()
+    lease_b.release()
+    cur = ArchiveState(store, INSTANCE).current()
+    assert concatenated(target, store, cur.generation, cur.incr_file) == live_incr(primary).read_bytes()
+    late = stored_segment_keys(target, cur.generation) - recorded_segment_keys(store, cur.generation)
+    assert [layout.parse_segment_key(k).fence for k in late] == [lease_a.fence]
+    recorded = ArchiveState(store, INSTANCE).segments(cur.generation)
+    from_target = TargetArchive(target, INSTANCE).segments(cur.generation)
+    assert [(s.offset, s.length, s.sha256, s.fence) for s in from_target] == [
+        (s.offset, s.length, s.sha256, s.fence) for s in recorded
+    ]
+
+
 def test_archive_status_reports_no_problem_when_ticks_succeed(primary, cli):
     write(primary.client(), 10)
     assert cli("archive", "run", "--once").exit_code == 0

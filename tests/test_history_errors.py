@@ -225,3 +225,27 @@ def test_a_directory_it_cannot_write_is_named_with_the_uid(shared_dir):
     assert f"directory {shared_dir} is not writable by uid {NOBODY}" in result.stderr
     assert "new.db-wal" in result.stderr
     assert_no_sql(result.stderr)
+
+
+def test_opening_a_new_store_while_another_process_writes_it_waits_instead_of_failing(tmp_path):
+    """Switching a new store to WAL needs the exclusive lock; SQLite refuses it at once (no busy
+    timeout) while another connection holds a write transaction. Two processes opening a new store
+    together hit this: the open waits for the writer instead of failing with "database is locked"."""
+    import threading
+    import time
+
+    path = tmp_path / "history.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE t (x)")  # a new store: still in rollback-journal mode
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO t VALUES (1)")
+    threading.Timer(0.5, lambda: other.execute("COMMIT")).start()
+    started = time.monotonic()
+    engine = db._create(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        engine.dispose()
+        other.close()
+    assert time.monotonic() - started >= 0.4  # it waited for the writer's commit

@@ -52,7 +52,7 @@ def test_head_is_alembics_head_and_the_revisions_form_one_line():
     script = upgrade.script_directory()
     assert script.get_heads() == [migrations.HEAD]
     order = [s.revision for s in reversed(list(script.walk_revisions()))]
-    assert order[:5] == ["0001", "0002", "0003", "0004", "0005"]
+    assert order[:6] == ["0001", "0002", "0003", "0004", "0005", "0006"]
     assert [script.get_revision(r).down_revision for r in order] == [None, *order[:-1]]
 
 

@@ -171,7 +171,7 @@ class Archiver:
                 at_end = chunk.end == size and not final
                 seg = layout.SegmentMeta(
                     cur.generation, cur.incr_file, chunk.offset, len(chunk.data), chunk.sha256,
-                    chunk.first_ts, chunk.last_ts, utcnow(),
+                    chunk.first_ts, chunk.last_ts, utcnow(), self.state.fence,
                 )  # fmt: skip
                 self._put_segment(seg, chunk.data)
                 self.state.record_segment(seg, f.inode, t0 if at_end else None)
@@ -245,7 +245,7 @@ class Archiver:
         ) is not None:
             seg = layout.SegmentMeta(
                 cur.generation, cur.incr_file, chunk.offset, len(chunk.data), chunk.sha256,
-                chunk.first_ts, chunk.last_ts, utcnow(),
+                chunk.first_ts, chunk.last_ts, utcnow(), self.state.fence,
             )  # fmt: skip
             self._put_segment(seg, chunk.data)
             self.state.record_segment(seg, f.inode, None)

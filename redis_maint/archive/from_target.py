@@ -7,8 +7,8 @@ base's sha256 and time, why it started) and its segments. A segment's facts (len
 and last `#TS`) are read from its bytes, with the scan the archiver used when it cut the segment, so
 they equal what it recorded (the sha256 is the one stored with the object where the target keeps
 metadata, S3). Segments are taken in chain order per incr file (each starts where the
-previous ended); one that does not continue the chain (a late upload of an archiver that had lost
-its lease) is left out. A generation without its `generation.json` is incomplete (the manifest is
+previous ended), at each offset the one uploaded under the newest lease (keys carry the fencing
+token); one that does not continue the chain is left out. A generation without its `generation.json` is incomplete (the manifest is
 written after the base) and skipped. This reads every segment once to plan, and the restore then
 downloads the ones it needs: slower than with the history store, which is why it is the fallback.
 """
@@ -66,7 +66,7 @@ class TargetArchive:
         if generation not in self._segments:
             listed = self._listing().get(generation)
             refs = listed.segments if listed is not None else []
-            self._segments[generation] = self._chained(generation, refs)
+            self._segments[generation] = self._chained(refs)
         return self._segments[generation]
 
     # -- reading ------------------------------------------------------------------------------
@@ -114,18 +114,17 @@ class TargetArchive:
             closed_at=None,
         )
 
-    def _chained(
-        self, generation: str, refs: list[tuple[layout.SegmentRef, ObjectInfo]]
-    ) -> list[SegmentMeta]:
-        by_file: dict[str, dict[int, ObjectInfo]] = {}
-        for ref, info in refs:
-            by_file.setdefault(ref.incr_file, {})[ref.offset] = info
+    def _chained(self, refs: list[tuple[layout.SegmentRef, ObjectInfo]]) -> list[SegmentMeta]:
+        # At one offset, the newest lease's upload: an older holder's can only be a late one.
+        by_file: dict[str, dict[int, tuple[layout.SegmentRef, ObjectInfo]]] = {}
+        for ref, info in sorted(refs, key=lambda r: -1 if r[0].fence is None else r[0].fence):
+            by_file.setdefault(ref.incr_file, {})[ref.offset] = (ref, info)
         chained: list[SegmentMeta] = []
         for incr_file in sorted(by_file, key=lambda name: (layout.incr_seq(name), name)):
             at_offset = by_file[incr_file]
             offset = min(at_offset)
             while offset in at_offset:
-                seg = self._read(generation, incr_file, offset, at_offset.pop(offset))
+                seg = self._read(*at_offset.pop(offset))
                 chained.append(seg)
                 if seg.length == 0:
                     break
@@ -137,24 +136,25 @@ class TargetArchive:
                 )
         return chained
 
-    def _read(self, generation: str, incr_file: str, offset: int, info: ObjectInfo) -> SegmentMeta:
+    def _read(self, ref: layout.SegmentRef, info: ObjectInfo) -> SegmentMeta:
         if self.checkpoint is not None:
             self.checkpoint()
         data = b"".join(self.target.read_chunks(info.key))
-        first_ts, last_ts = annotations(data, offset)
+        first_ts, last_ts = annotations(data, ref.offset)
         # The sha256 the archiver stored with the object (S3 metadata), so the restore's check of each
         # download still refuses a changed segment; a local target keeps none, and then only the
         # truncation tool and the proof load check what the bytes say.
         recorded = self.target.head(info.key).sha256
         return SegmentMeta(
-            generation=generation,
-            incr_file=incr_file,
-            offset=offset,
+            generation=ref.generation,
+            incr_file=ref.incr_file,
+            offset=ref.offset,
             length=len(data),
             sha256=recorded or hashlib.sha256(data).hexdigest(),
             first_ts=first_ts,
             last_ts=last_ts,
             uploaded_at=info.modified,
+            fence=ref.fence,
         )
 
 

@@ -4,13 +4,18 @@ Keys are relative to the target's root (its bucket/prefix or directory), beside 
 
     <instance>/aof/<generation>/generation.json                       the generation's manifest
     <instance>/aof/<generation>/base/<base file>                      the AOF base it starts from
-    <instance>/aof/<generation>/<incr file>/<offset, 16 hex>.seg      bytes [offset, offset+length)
-                                                                      of that incr file
+    <instance>/aof/<generation>/<incr file>/<offset, 16 hex>-<fence>.seg
+                                                                      bytes [offset, offset+length)
+                                                                      of that incr file, uploaded
+                                                                      under that lease fencing token
 
 A generation is one base plus the incr files that follow it, in the AOF manifest's order
 (`appendonly.aof.N.incr.aof`, N ascending). Segments of one incr file concatenated in offset order
 equal that file's bytes from its first archived offset (0 for every generation this archiver starts).
-A segment written again after a crash has the same key (its offset), so it replaces itself.
+A segment written again by the same lease holder has the same key (its offset and fencing token), so it
+replaces itself; an upload still in flight when its archiver lost the lease lands under the old token,
+beside the new holder's segment, never over it (the history store names the one recorded). Archives
+written before the token was in the key have `<offset>.seg`.
 
 Each segment's facts (sha256, length, first/last `#TS`, uploaded_at) are in the object's metadata
 where the target keeps metadata (S3: x-amz-meta-*) and in the history store (table archive_segments).
@@ -35,7 +40,7 @@ OFFSET_DIGITS = 16
 FORMAT = 1
 
 _GENERATION = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
-_SEGMENT = re.compile(r"^[0-9a-f]{16}\.seg$")
+_SEGMENT = re.compile(r"^([0-9a-f]{16})(?:-(\d+))?\.seg$")
 _INCR_SEQ = re.compile(r"\.(\d+)\.incr\.aof$")
 
 # Why a generation started (GenerationManifest.reason starts with one of these words).
@@ -72,10 +77,11 @@ def base_key(instance: str, generation: str, base_name: str) -> str:
     return f"{generation_prefix(instance, generation)}/{BASE_DIR}/{base_name}"
 
 
-def segment_key(instance: str, generation: str, incr_file: str, offset: int) -> str:
+def segment_key(instance: str, generation: str, incr_file: str, offset: int, fence: int | None = None) -> str:
     if offset < 0:
         raise ValueError(f"negative offset {offset}")
-    return f"{generation_prefix(instance, generation)}/{incr_file}/{offset:0{OFFSET_DIGITS}x}{SEGMENT_SUFFIX}"
+    name = f"{offset:0{OFFSET_DIGITS}x}" + ("" if fence is None else f"-{fence}")
+    return f"{generation_prefix(instance, generation)}/{incr_file}/{name}{SEGMENT_SUFFIX}"
 
 
 @dataclass(frozen=True)
@@ -86,17 +92,20 @@ class SegmentRef:
     generation: str
     incr_file: str
     offset: int
+    fence: int | None = None  # the archiver's lease fencing token (None: written before it was in keys)
 
 
 def parse_segment_key(key: str) -> SegmentRef | None:
     """The parts of a segment key, or None for any other key (base, manifest, stray files)."""
     parts = key.split("/")
-    if len(parts) < 5 or parts[-4] != AOF_DIR or not _SEGMENT.match(parts[-1]):
+    name = _SEGMENT.match(parts[-1])
+    if len(parts) < 5 or parts[-4] != AOF_DIR or name is None:
         return None
     if not is_generation_id(parts[-3]) or parts[-2] == BASE_DIR:
         return None
     instance = "/".join(parts[:-4])
-    return SegmentRef(instance, parts[-3], parts[-2], int(parts[-1][:OFFSET_DIGITS], 16))
+    fence = None if name[2] is None else int(name[2])
+    return SegmentRef(instance, parts[-3], parts[-2], int(name[1], 16), fence)
 
 
 def incr_seq(name: str) -> int:
@@ -117,13 +126,14 @@ class SegmentMeta:
     first_ts: int | None  # first `#TS:<unix>` annotation inside the segment, None if it has none
     last_ts: int | None
     uploaded_at: datetime
+    fence: int | None = None  # the uploader's lease fencing token, part of the key
 
     @property
     def end(self) -> int:
         return self.offset + self.length
 
     def key(self, instance: str) -> str:
-        return segment_key(instance, self.generation, self.incr_file, self.offset)
+        return segment_key(instance, self.generation, self.incr_file, self.offset, self.fence)
 
     def to_metadata(self) -> dict[str, str]:
         """For the object's metadata (S3 x-amz-meta-*: short ASCII names and values)."""
@@ -135,6 +145,7 @@ class SegmentMeta:
             "first-ts": "" if self.first_ts is None else str(self.first_ts),
             "last-ts": "" if self.last_ts is None else str(self.last_ts),
             "uploaded-at": isoformat(self.uploaded_at) or "",
+            "fence": "" if self.fence is None else str(self.fence),
         }
 
     @classmethod
@@ -152,6 +163,7 @@ class SegmentMeta:
             first_ts=ts("first-ts"),
             last_ts=ts("last-ts"),
             uploaded_at=as_utc(datetime.fromisoformat(meta["uploaded-at"].replace("Z", "+00:00"))),
+            fence=ref.fence,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -107,6 +107,7 @@ class ArchiveState:
                 r["first_ts"],
                 r["last_ts"],
                 r["uploaded_at"],
+                r["fence"],
             )
             for r in rows
         ]
@@ -170,6 +171,7 @@ class ArchiveState:
                     first_ts=seg.first_ts,
                     last_ts=seg.last_ts,
                     uploaded_at=seg.uploaded_at,
+                    fence=seg.fence,
                 )
             )
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -260,6 +261,7 @@ archive_segments = Table(
     Column("first_ts", BigInteger),
     Column("last_ts", BigInteger),
     Column("uploaded_at", UTCDateTime, nullable=False),
+    Column("fence", BigInteger),  # the uploader's lease fencing token: part of the segment's key
 )
 
 # Columns that hold the chain's hashes: never part of a chained record.
@@ -327,7 +329,7 @@ def _create(url: str) -> Engine:
         dbapi_conn.isolation_level = None  # let us emit BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA journal_mode=WAL")
+        _wal(cur)
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
@@ -336,6 +338,23 @@ def _create(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _wal(cur) -> None:
+    """WAL mode. Two processes opening a new store at once both need the exclusive lock to switch it,
+    and SQLite answers one of them "database is locked" at once (waiting could deadlock), without its
+    busy timeout: retried here for as long as that timeout."""
+    import sqlite3
+
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _server_connect_args(parsed) -> dict:

@@ -366,6 +366,12 @@ class Daemon:
             return
         # Not started yet (its start event calls us again) or already stopped: nothing to do.
         with contextlib.suppress(SchedulerNotRunningError):
+            # Never while a pass over the due jobs runs: shutdown() marks the scheduler stopped before
+            # it takes the job store's lock, and the pass then fails to remove a one-shot job it just
+            # fired (JobLookupError out of start(): exit 1). Paused, no pass starts; remove_all_jobs
+            # takes that lock, so it waits for the pass in progress.
+            self.scheduler.pause()
+            self.scheduler.remove_all_jobs()
             # wait=False: the drain below waits for running jobs, with its own deadline.
             self.scheduler.shutdown(wait=False)
 
