@@ -323,33 +323,26 @@ def _writes(client) -> bool:
 
 
 # -- fencing ----------------------------------------------------------------------------------------
+def leased_archiver(primary, store, target, tmp_path, ttl_s: float):
+    """An archiver under a fresh take of the `archive@default` lease: (lease, archiver)."""
+    lease = Lease.acquire(store, "archive", timedelta(seconds=ttl_s), scope=INSTANCE)
+    state = ArchiveState(store, INSTANCE, guard=lease.fenced, fence=lease.fence)
+    return lease, make_archiver(primary, store, target, tmp_path, state=state)
+
+
 def test_an_archiver_paused_past_its_lease_neither_uploads_nor_moves_the_position(primary, store, tmp_path):
     """Archiver A holds the `archive@default` lease, then stalls (no heartbeat) past its expiry;
     archiver B takes the lease over (a larger fencing token) and archives. When A wakes up, its tick
     stops at the fence: no segment uploaded, the position B recorded untouched."""
     client = primary.client()
     target = open_target(str(tmp_path / "target"))
-    lease_a = Lease.acquire(store, "archive", timedelta(seconds=1), scope=INSTANCE)
-    a = make_archiver(
-        primary,
-        store,
-        target,
-        tmp_path,
-        state=ArchiveState(store, INSTANCE, guard=lease_a.fenced, fence=lease_a.fence),
-    )
+    lease_a, a = leased_archiver(primary, store, target, tmp_path, ttl_s=1)
     a.tick()
     write(client, 100)
     a.tick()
     time.sleep(1.3)  # A is paused: its lease lapses
-    lease_b = Lease.acquire(store, "archive", timedelta(seconds=30), scope=INSTANCE)
+    lease_b, b = leased_archiver(primary, store, target, tmp_path, ttl_s=30)
     assert lease_b.fence > lease_a.fence
-    b = make_archiver(
-        primary,
-        store,
-        target,
-        tmp_path,
-        state=ArchiveState(store, INSTANCE, guard=lease_b.fenced, fence=lease_b.fence),
-    )
     write(client, 100, prefix="b:")
     b.tick()
     at_b = ArchiveState(store, INSTANCE).current()
@@ -400,9 +393,7 @@ def test_an_upload_in_flight_when_the_lease_is_lost_lands_beside_the_new_holders
     client = primary.client()
     target = open_target(str(tmp_path / "target"))
     held = HeldUploads(target)
-    lease_a = Lease.acquire(store, "archive", timedelta(seconds=3), scope=INSTANCE)
-    state_a = ArchiveState(store, INSTANCE, guard=lease_a.fenced, fence=lease_a.fence)
-    a = make_archiver(primary, store, held, tmp_path, state=state_a)
+    lease_a, a = leased_archiver(primary, store, held, tmp_path, ttl_s=3)
     a.tick()
     write(client, 100)
     a.tick()
@@ -420,14 +411,7 @@ def test_an_upload_in_flight_when_the_lease_is_lost_lands_beside_the_new_holders
     thread.start()
     assert held.entered.wait(10), "A never started its upload"
     time.sleep(3.3)  # A's lease lapses while its PUT hangs
-    lease_b = Lease.acquire(store, "archive", timedelta(seconds=30), scope=INSTANCE)
-    b = make_archiver(
-        primary,
-        store,
-        target,
-        tmp_path,
-        state=ArchiveState(store, INSTANCE, guard=lease_b.fenced, fence=lease_b.fence),
-    )
+    lease_b, b = leased_archiver(primary, store, target, tmp_path, ttl_s=30)
     write(client, 50, prefix="b:")  # B's segment at A's offset holds more than A's
     b.tick()
     held.release.set()
