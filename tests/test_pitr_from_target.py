@@ -50,14 +50,19 @@ def test_the_target_alone_gives_the_generations_and_segments_the_history_recorde
         segs = recorded.segments(gen.generation)
         assert segs and without_upload_time(read.segments(gen.generation)) == without_upload_time(segs)
 
-    # A late upload off the chain (inside an archived segment) and a generation without its
-    # generation.json (its base may be half-stored) are left out.
+    # A late upload off the chain (inside an archived segment), a generation without its
+    # generation.json (its base may be half-stored) and one whose generation.json is not JSON are left out.
     seg = recorded.segments(gens[1].generation)[0]
     late = layout.segment_key(INSTANCE, seg.generation, seg.incr_file, seg.offset + 3)
     target.put_bytes(late, b"*1\r\n$4\r\nPING\r\n")
     orphan = layout.new_generation_id()
     target.put_bytes(
         layout.segment_key(INSTANCE, orphan, "appendonly.aof.9.incr.aof", 0), b"*1\r\n$4\r\nPING\r\n"
+    )
+    broken = layout.new_generation_id()
+    target.put_bytes(layout.manifest_key(INSTANCE, broken), b"{not json")
+    target.put_bytes(
+        layout.segment_key(INSTANCE, broken, "appendonly.aof.9.incr.aof", 0), b"*1\r\n$4\r\nPING\r\n"
     )
     again = TargetArchive(target, INSTANCE)
     assert [g.generation for g in again.generations()] == [g.generation for g in gens]

@@ -3,14 +3,14 @@ archive rows for the instance: a history database lost with its host and started
 restore on another machine pointed at the same bucket.
 
 Everything a restore needs is on the target: each generation's `generation.json` (its base, the
-base's sha256 and time, why it started) and its segments. A segment's facts (length, sha256, first
-and last `#TS`) are read from its bytes, with the scan the archiver used when it cut the segment, so
-they equal what it recorded (the sha256 is the one stored with the object where the target keeps
-metadata, S3). Segments are taken in chain order per incr file (each starts where the
-previous ended), at each offset the one uploaded under the newest lease (keys carry the fencing
-token); one that does not continue the chain is left out. A generation without its `generation.json` is incomplete (the manifest is
-written after the base) and skipped. This reads every segment once to plan, and the restore then
-downloads the ones it needs: slower than with the history store, which is why it is the fallback.
+base's sha256 and time, why it started) and its segments. A segment's facts (length, first and last
+`#TS`) are read from its bytes with the scan the archiver used when it cut the segment, so they equal
+what it recorded; its sha256 is the one stored with the object where the target keeps metadata (S3),
+else the bytes'. Segments are taken in chain order per incr file (each starts where the previous
+ended), at each offset the one uploaded under the newest lease (keys carry the fencing token); one
+that does not continue the chain is left out. A generation whose `generation.json` is missing (it is
+written after the base) or unreadable is skipped. Planning reads every segment once, and the restore
+then downloads the ones it needs: slower than with the history store, which is why it is the fallback.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from redis_maint.archive import layout
 from redis_maint.archive.follower import RespScanner
 from redis_maint.archive.layout import GenerationManifest, SegmentMeta
 from redis_maint.archive.state import ArchiveState, Generation
-from redis_maint.errors import IntegrityError
 from redis_maint.history.runs import HistoryStore
 from redis_maint.storage import Target
 from redis_maint.storage.base import ObjectInfo
@@ -57,7 +56,13 @@ class TargetArchive:
                     "archive generation without generation.json skipped", extra={"generation": gen_id}
                 )
                 continue
-            found.append(self._generation(gen_id, listed))
+            try:
+                found.append(self._generation(gen_id, listed))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not a generation.json
+                log.warning(
+                    "archive generation with an unreadable generation.json skipped",
+                    extra={"generation": gen_id, "error": str(exc)},
+                )
         return sorted(found, key=lambda g: (g.created_at, g.generation))
 
     def segments(self, generation: str) -> list[SegmentMeta]:
@@ -89,9 +94,7 @@ class TargetArchive:
         key = layout.manifest_key(self.instance, gen_id)
         m = GenerationManifest.loads(b"".join(self.target.read_chunks(key)))
         if m.generation != gen_id or m.instance != self.instance:
-            raise IntegrityError(
-                f"{self.target.uri_for(key)} describes {m.instance}/{m.generation}, not {self.instance}/{gen_id}"
-            )
+            raise ValueError(f"it describes {m.instance}/{m.generation}, not {self.instance}/{gen_id}")
         last = max((info.modified for _, info in listed.segments), default=None)
         return Generation(
             instance=self.instance,
