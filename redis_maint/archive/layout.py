@@ -17,7 +17,7 @@ replaces itself; an upload still in flight when its archiver lost the lease land
 beside the new holder's segment, never over it (the history store names the one recorded). Archives
 written before the token was in the key have `<offset>.seg`.
 
-Each segment's facts (sha256, length, first/last `#TS`, uploaded_at) are in the object's metadata
+Each segment's facts (sha256, length, first/last `#TS`, uploaded_at, fence) are in the object's metadata
 where the target keeps metadata (S3: x-amz-meta-*) and in the history store (table archive_segments).
 """
 
