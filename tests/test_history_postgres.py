@@ -87,6 +87,35 @@ def test_racing_takers_of_a_new_lease_get_one_holder_and_the_rest_see_it(history
     leases[0].release()
 
 
+def test_a_lease_taken_between_the_reads_of_a_start_is_never_shared(postgres_url, monkeypatch):
+    """PostgreSQL reads each statement afresh (READ COMMITTED): a lease row another run commits after
+    a start first read "no holder" must still stop that start. Injected: right after the first read,
+    another run takes the lease in its own transaction. The start is then recorded skipped, and the
+    other run keeps the lease; it never runs beside it."""
+    from redis_maint.history.runs import RunStatus
+    from redis_maint.history.slots import open_run
+
+    # (SQLite's BEGIN IMMEDIATE serializes whole starts: no second read can differ there.)
+    store = HistoryStore(postgres_url)
+    starting = Lease(store, "backup", timedelta(minutes=1))
+    real_read = Lease.locked_holder
+    other: list[Lease] = []
+
+    def read_then_lose_the_race(self, conn):
+        found = real_read(self, conn)
+        if self is starting and not other:
+            other.append(Lease.acquire(store, "backup", timedelta(minutes=1)))  # commits on its own
+        return found
+
+    monkeypatch.setattr(Lease, "locked_holder", read_then_lose_the_race)
+    opened = open_run(store, starting, trigger="manual", requested_by="t", config_hash=None)
+    assert opened.status == RunStatus.SKIPPED and opened.holder is not None
+    assert starting.fence is None or starting.fence != other[0].fence
+    assert other[0].still_held()
+    assert [r.status for r in store.list(job="backup")] == [RunStatus.SKIPPED]
+    other[0].release()
+
+
 def test_concurrent_catalog_changes_keep_every_event(history_url):
     store = HistoryStore(history_url)
     catalog = Catalog(store)

@@ -135,8 +135,11 @@ def test_unknown_job_is_a_usage_error(redis_server, cli):
 @pytest.mark.usefixtures("history_url")
 def test_concurrent_processes_lose_no_history_rows(redis_server):
     procs = [_spawn("run", "health", "--json") for _ in range(6)]
-    codes = [p.wait(timeout=60) for p in procs]
-    assert set(codes) <= {0, 75}
+    outs = [p.communicate(timeout=60) for p in procs]
+    codes = [p.returncode for p in procs]
+    assert set(codes) <= {0, 75}, [
+        err[-1500:] for p, (_, err) in zip(procs, outs, strict=True) if p.returncode not in (0, 75)
+    ]
     assert len(current_store().list()) == 6
 
 

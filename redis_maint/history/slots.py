@@ -138,7 +138,7 @@ def open_run(
                     skipped_error,
                     scheduled_for,
                 )
-        except IntegrityError:
+        except (IntegrityError, _Raced):
             # Two first takes of a lease or claims of a slot at once (PostgreSQL): read it again.
             race += 1
             if race <= INSERT_RACE_RETRIES:
@@ -153,6 +153,10 @@ def open_run(
         if opened is not None:
             return opened
         time.sleep(LEASE_RETRY_S)
+
+
+class _Raced(Exception):
+    """The lease was taken by another run between two reads of one attempt: the attempt starts over."""
 
 
 def _attempt(
@@ -193,7 +197,10 @@ def _attempt(
         if claim is not None:
             _write_claim(conn, claim, existing, now, state=SKIPPED, run_id=run_id, fence=None)
         return Opened(run_id, RunStatus.SKIPPED, live)
-    lease.take_in(conn, now)
+    if lease.take_in(conn, now) is not None:
+        # Under PostgreSQL's READ COMMITTED each statement reads afresh: a lease row another run
+        # committed after our first read is its live holder now. Never run beside it: start over.
+        raise _Raced(f"{lease.name} was taken by another run while this one started")
     reap_in(conn, lease.job, now)
     run_id = _insert(
         conn,
