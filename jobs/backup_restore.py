@@ -166,17 +166,18 @@ def _moment(params: RestoreParams, store: Any) -> tuple[int | None, dict[str, An
     return pitr.before_run_ts(run.started_at), pitr.undone(run)
 
 
-def _plan(settings: Any, store: Any, to_ts: int | None) -> pitr.Plan:
+def _plan(settings: Any, store: Any, to_ts: int | None, target: Any = None) -> pitr.Plan:
     """The archive's segments up to `to_ts`; UsageError when the time is outside its window. From the
-    history store, else (no archive rows there) from the target."""
+    history store, else (no archive rows there) from the target (`target` if open already)."""
     from redis_maint.archive import restore as pitr
     from redis_maint.archive.from_target import archive_source
 
-    target = settings.target.open()
+    opened = target or settings.target.open()
     try:
-        return pitr.plan(archive_source(store, target, settings.instance), to_ts)
+        return pitr.plan(archive_source(store, opened, settings.instance), to_ts)
     finally:
-        target.close()
+        if target is None:
+            opened.close()
 
 
 def _restore_to_time(ctx: JobContext, params: RestoreParams, directory: Path | None = None) -> dict[str, Any]:
@@ -186,7 +187,7 @@ def _restore_to_time(ctx: JobContext, params: RestoreParams, directory: Path | N
     target = ctx.settings.target.open()
     try:
         if ctx.dry_run:
-            p = _plan(ctx.settings, ctx.store, to_ts)
+            p = _plan(ctx.settings, ctx.store, to_ts, target)
             return {"would_restore": pitr.iso(to_ts) or "latest", "generation": p.generation.generation}
         drill = ctx.drill_options()  # the deadline, and the session keys the proof counts
         request = pitr.Request(

@@ -88,8 +88,19 @@ def test_with_a_fresh_history_a_restore_to_a_time_reads_the_target(
     _, latest = restore(cli, tmp_path, "--to-time", "latest")
     assert latest.exit_code == 0, latest.output
     assert json.loads(latest.stdout)["proof"]["digest"] == w.instants[-1][1]
+    # A dry run plans from the target too, and says which generation it would restore.
+    from config import load_settings
+    from jobs import REGISTRY
+    from redis_maint.run.runner import execute
+
+    params = {"to_time": "latest", "directory": str(tmp_path / "dry")}
+    dry = execute(
+        load_settings(jobs=REGISTRY), "backup-restore", trigger="manual", dry_run=True, params=params
+    )
+    assert dry.status == "succeeded", dry.error
+    assert dry.summary["generation"] == ArchiveState(w.store, INSTANCE).generations()[-1].generation
     # The restores are runs in the fresh history; its archive tables stay empty (read, never written).
-    assert len(current_store().list(job="backup-restore")) == 3
+    assert len(current_store().list(job="backup-restore")) == 4
     assert ArchiveState(current_store(), INSTANCE).generations() == []
 
 
