@@ -101,7 +101,9 @@ def test_evicting_at_maxmemory_names_the_sweep(quick, redis_factory, monkeypatch
     assert_commands_parse(report)
 
 
-def test_a_prefix_that_grew_tenfold_since_the_last_diagnose(quick, redis_server, cli):
+def test_a_prefix_that_grew_tenfold_since_the_last_diagnose(quick, redis_server, cli, monkeypatch):
+    # Time for the whole scan even on a busy host: exact counts (a cut scan's are scaled estimates).
+    monkeypatch.setenv("REDIS_MAINT_JOBS__DIAGNOSE__KEYS_BUDGET", "30s")
     client = redis_server.client()
     client.mset({f"cart:{i}": "item" * 20 for i in range(30)})
     client.mset({f"session:{i}": "{}" for i in range(30)})
@@ -119,7 +121,30 @@ def test_a_prefix_that_grew_tenfold_since_the_last_diagnose(quick, redis_server,
     growth = second["parts"]["memory"]["growth"]
     assert growth["previous_run"] == first["run_id"]
     assert {r["prefix"]: r["growth"]["keys"] for r in growth["prefixes"]} == {"cart:": 10.0, "session:": 1.0}
+    assert not any(r["estimated"] for r in growth["prefixes"]) and "scaled up" not in grew["title"]
     assert_commands_parse(second)
+
+
+def test_growth_from_a_scan_cut_short_is_scaled_and_says_so():
+    from redis_maint.incident.growth import compare, estimate
+
+    whole = {
+        "available": True,
+        "complete": True,
+        "scanned": 60,
+        "by_prefix": [{"prefix": "cart:", "keys": 30, "bytes": 3000}],
+    }
+    cut = {
+        "available": True,
+        "complete": False,
+        "scanned": 150,
+        "by_prefix": [{"prefix": "cart:", "keys": 135, "bytes": 13500}],
+    }
+    before, now = estimate(whole, 60), estimate(cut, 330)
+    assert now["cart:"]["keys"] == 297.0 and now["cart:"]["estimated"] and not before["cart:"]["estimated"]
+    rows, found = compare(before, now, factor=3.0, since="2026-12-02 04:00 UTC")
+    assert rows[0]["estimated"] and rows[0]["keys_now"] == 297
+    assert "(30 -> 297 keys" in found[0].title and "scaled up from a scan cut short" in found[0].title
 
 
 def test_misconf_after_a_failed_bgsave(quick, redis_factory, monkeypatch, cli):

@@ -13,25 +13,26 @@ from redis_maint.incident import findings as F
 from redis_maint.incident.findings import Finding
 
 
-def estimate(keys_part: dict[str, Any] | None, dbsize: int | None) -> dict[str, dict[str, float]]:
-    """prefix -> {keys, bytes}, scaled up when the sample was incomplete."""
+def estimate(keys_part: dict[str, Any] | None, dbsize: int | None) -> dict[str, dict[str, Any]]:
+    """prefix -> {keys, bytes, estimated}, scaled up (and `estimated`) when the sample was incomplete."""
     if not keys_part or not keys_part.get("available"):
         return {}
-    scale = 1.0
+    scale, estimated = 1.0, False
     scanned = keys_part.get("scanned") or 0
     if not keys_part.get("complete", True) and scanned and dbsize:
-        scale = max(dbsize / scanned, 1.0)
+        scale, estimated = max(dbsize / scanned, 1.0), True
     return {
         str(p["prefix"]): {
             "keys": float(p.get("keys") or 0) * scale,
             "bytes": float(p.get("bytes") or 0) * scale,
+            "estimated": estimated,
         }
         for p in keys_part.get("by_prefix") or []
     }
 
 
 def compare(
-    before: dict[str, dict[str, float]], now: dict[str, dict[str, float]], *, factor: float, since: str
+    before: dict[str, dict[str, Any]], now: dict[str, dict[str, Any]], *, factor: float, since: str
 ) -> tuple[list[dict[str, Any]], list[Finding]]:
     rows, found = [], []
     for prefix, cur in now.items():
@@ -43,12 +44,14 @@ def compare(
             for what in ("keys", "bytes")
             if old[what] > 0 and cur[what] > 0
         }
+        estimated = bool(old.get("estimated") or cur.get("estimated"))
         rows.append(
             {
                 "prefix": prefix,
                 "keys_before": round(old["keys"]),
                 "keys_now": round(cur["keys"]),
                 "growth": grew,
+                "estimated": estimated,
             }
         )
         if any(g >= factor for g in grew.values()):
@@ -58,7 +61,8 @@ def compare(
                     "memory.prefix_grew",
                     f"prefix {prefix!r} grew {max(grew.values())}x since the diagnose run of {since} "
                     f"({round(old['keys']):,} -> {round(cur['keys']):,} keys, "
-                    f"{round(old['bytes']):,} -> {round(cur['bytes']):,} bytes)",
+                    f"{round(old['bytes']):,} -> {round(cur['bytes']):,} bytes"
+                    + ("; scaled up from a scan cut short by its time budget)" if estimated else ")"),
                     F.MEMORY,
                     (_keys_big(prefix), F.SWEEP_DRY),
                     "A prefix that grows this fast fills maxmemory and makes Redis evict sessions; find who "
