@@ -53,6 +53,28 @@ def recorded_segment_keys(store, generation: str) -> set[str]:
     return {s.key(INSTANCE) for s in ArchiveState(store, INSTANCE).segments(generation)}
 
 
+def late_segments(target, store, generation: str) -> list[str]:
+    """Stored segments the state never recorded: each must be an upload that landed after its
+    archiver died or lost its lease (an older fencing token at a recorded offset of the same incr
+    file), off the chain, so the archive read from the target alone is still the recorded one."""
+    from redis_maint.archive.from_target import TargetArchive
+
+    recorded = ArchiveState(store, INSTANCE).segments(generation)
+    by_offset = {(s.incr_file, s.offset): s for s in recorded}
+    late = sorted(stored_segment_keys(target, generation) - {s.key(INSTANCE) for s in recorded})
+    for key in late:
+        ref = layout.parse_segment_key(key)
+        chained = by_offset.get((ref.incr_file, ref.offset))
+        assert chained is not None and ref.fence < chained.fence, (
+            f"{key} is not a late upload of an older lease"
+        )
+    read = TargetArchive(target, INSTANCE).segments(generation)
+    assert [(s.offset, s.length, s.sha256) for s in read] == [
+        (s.offset, s.length, s.sha256) for s in recorded
+    ]
+    return late
+
+
 def write(client, n: int, prefix: str = "session:", size: int = 200) -> None:
     pipe = client.pipeline(transaction=False)
     for i in range(n):
