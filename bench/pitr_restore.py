@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from cli_runs import timed_json  # noqa: E402
 
 from redis_maint.archive.archiver import Archiver, ArchiverOptions  # noqa: E402
 from redis_maint.archive.state import ArchiveState  # noqa: E402
@@ -46,17 +47,6 @@ def seed(client, start: int, n: int) -> None:
         if len(pipe) >= 2000:
             pipe.execute()
     pipe.execute()
-
-
-def cli(env: dict, *args: str) -> tuple[float, dict]:
-    t0 = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scheduler.py"), *args, "--json"], capture_output=True, text=True, env=env
-    )
-    took = time.monotonic() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}")
-    return took, json.loads(proc.stdout)
 
 
 def main() -> None:
@@ -102,7 +92,7 @@ def main() -> None:
             time.sleep(1.0)
         archiver.tick()
         archiver.close()
-        _, backup = cli(env, "run", "backup")
+        _, backup = timed_json(env, "run", "backup")
         backup_id = backup["summary"]["backup_id"]
         when = datetime.fromtimestamp(mid, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         lost = {**env, "REDIS_MAINT_HISTORY_URL": f"sqlite:///{root}/history-without-archive-rows.db"}
@@ -119,7 +109,7 @@ def main() -> None:
             for name in order:
                 out = root / f"restore-{r}-{len(times[name])}-{abs(hash(name))}"
                 plan_args, plan_env = plans[name]
-                took, body = cli(plan_env, "backups", "restore", *plan_args, "--target", str(out))
+                took, body = timed_json(plan_env, "backups", "restore", *plan_args, "--target", str(out))
                 times[name].append(took)
                 parts[name].append(body.get("durations_s") or {})
         size = sum(f.stat().st_size for f in (server.dir / "appendonlydir").iterdir())

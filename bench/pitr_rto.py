@@ -46,6 +46,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cli_runs import timed_json  # noqa: E402
+
 from redis_maint.archive.archiver import Archiver, ArchiverOptions  # noqa: E402
 from redis_maint.archive.state import ArchiveState  # noqa: E402
 from redis_maint.history.runs import HistoryStore  # noqa: E402
@@ -96,19 +98,6 @@ def build(client, target_bytes: int) -> int:
             n += 1
         pipe.execute()
     return n
-
-
-def cli(env: dict, *args: str) -> tuple[float, dict]:
-    t0 = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scheduler.py"), *args, "--json"], capture_output=True, text=True, env=env
-    )
-    took = time.monotonic() - t0
-    if proc.returncode != 0:
-        raise SystemExit(
-            f"{' '.join(args)} exited {proc.returncode}: {proc.stdout[-1500:]} {proc.stderr[-2500:]}"
-        )
-    return took, json.loads(proc.stdout)
 
 
 def mib(n: float) -> float:
@@ -186,7 +175,7 @@ def main() -> None:
         }
         print(f"dataset: {json.dumps(built)}", flush=True)
 
-        took, backup = cli(env, "run", "backup")
+        took, backup = timed_json(env, "run", "backup")
         backup_id = backup["summary"]["backup_id"]
         print(
             f"backup {backup_id}: {backup['summary'].get('bytes', 0) / 2**20:.0f} MiB in {took:.1f} s",
@@ -268,7 +257,7 @@ def measure(env: dict, root: Path, plans: dict[str, list[str]], rounds: int) -> 
         order = list(plans)[r % len(plans) :] + list(plans)[: r % len(plans)]
         for name in order:
             out = root / f"restore-{r}"
-            took, body = cli(env, "backups", "restore", *plans[name], "--target", str(out))
+            took, body = timed_json(env, "backups", "restore", *plans[name], "--target", str(out))
             shutil.rmtree(out, ignore_errors=True)
             summary = body  # `backups restore --json` prints the restore's result
             results[name]["wall"].append(took)

@@ -189,18 +189,8 @@ def _restore_to_time(ctx: JobContext, params: RestoreParams, directory: Path | N
         if ctx.dry_run:
             p = _plan(ctx.settings, ctx.store, to_ts, target)
             return {"would_restore": pitr.iso(to_ts) or "latest", "generation": p.generation.generation}
-        drill = ctx.drill_options()  # the deadline, and the session keys the proof counts
-        request = pitr.Request(
-            directory=directory or Path(params.directory),
-            force=params.force,
-            to_ts=to_ts,
-            run_id=ctx.run_id,
-            timeout_s=drill.timeout_s,
-            checkpoint=ctx.checkpoint,
-            progress=ctx.progress,
-            cancel=ctx.cancel,
-            db=drill.db,
-            session_pattern=drill.session_pattern,
+        request = pitr.Request.bounded_as(
+            ctx.drill_options(), directory or Path(params.directory), force=params.force, to_ts=to_ts
         )
         probe = _staging_probe if directory is not None else _probe(ctx.settings)
         result = pitr.restore(ctx.check_env(), target, ctx.store, ctx.settings.instance, request, probe=probe)

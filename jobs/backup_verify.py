@@ -86,19 +86,8 @@ def _archive_drill(ctx: JobContext) -> dict[str, Any]:
     from redis_maint.archive import drill
     from redis_maint.archive import restore as pitr
 
-    opts = ctx.drill_options()
-    request = pitr.Request(
-        directory=Path(),  # the drill restores into a private directory of its own
-        force=False,
-        to_ts=None,
-        run_id=ctx.run_id,
-        timeout_s=opts.timeout_s,
-        checkpoint=ctx.checkpoint,
-        progress=ctx.progress,
-        cancel=ctx.cancel,
-        db=opts.db,
-        session_pattern=opts.session_pattern,
-    )
+    # The drill restores into a private directory of its own: `directory` is not used.
+    request = pitr.Request.bounded_as(ctx.drill_options(), Path(), force=False, to_ts=None)
     catch_up = ctx.settings.archive.interval.total_seconds() * 3 + CATCH_UP_SLACK_S
     target = ctx.settings.target.open()
     try:

@@ -250,6 +250,25 @@ class Request:
     db: int = 0
     session_pattern: str = "session:*"
 
+    @classmethod
+    def bounded_as(
+        cls, opts: restore_drill.DrillOptions, directory: Path, *, force: bool, to_ts: int | None
+    ) -> Request:
+        """A restore bound as a drill of the same run is: its deadline, cancel and progress, and the
+        session keys its proof counts."""
+        return cls(
+            directory=directory,
+            force=force,
+            to_ts=to_ts,
+            run_id=opts.run_id,
+            timeout_s=opts.timeout_s,
+            checkpoint=opts.checkpoint,
+            progress=opts.progress,
+            cancel=opts.cancel,
+            db=opts.db,
+            session_pattern=opts.session_pattern,
+        )
+
 
 def preflight(directory: Path, *, force: bool, probe: Probe) -> tuple[Path, DirCheck]:
     """Refusals before anything is written (UsageError): a Redis runs on DIR, or DIR is not empty."""
